@@ -1,0 +1,35 @@
+# sdo — every target sets up .venv itself on a fresh machine (torch from this machine's disk first).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: all venv test lint pytest benchmark benchmark-full clean
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -c constraints.txt -e ".[bench,tasks,dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check sdo bench analysis tests
+	$(PY) -m ruff format --check sdo bench analysis tests
+
+pytest: $(STAMP)
+	$(PY) -m pytest tests
+
+test: lint pytest
+
+benchmark: $(STAMP)
+	@echo "make benchmark: not yet implemented (see the benchmark issue)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

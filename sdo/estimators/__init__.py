@@ -1,0 +1,54 @@
+"""Estimators behind one protocol and a registry: `get(name, **options)(problem) -> GradResult`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..registry import Registry
+from .base import Estimator, RetentionEstimator, SeededStep
+from .bptt import BPTT
+from .checkpoint import Checkpoint
+from .sdo import SDO
+from .truncated import Truncated
+
+ESTIMATORS = Registry("estimator")
+register_estimator = ESTIMATORS.register
+
+register_estimator("bptt", BPTT)
+register_estimator("checkpoint", Checkpoint)
+register_estimator("truncated", Truncated)
+register_estimator("alignprop", Truncated, mode="uniform")
+register_estimator("draft", Truncated, detach=True)
+register_estimator("sdo", SDO)
+
+
+def get(name: str, **options) -> Estimator:
+    """Estimator `name` with its options; an unknown option raises ValueError listing the valid ones."""
+    factory = ESTIMATORS.factory(name)
+    if dataclasses.is_dataclass(factory):
+        valid = [f.name for f in dataclasses.fields(factory) if f.init]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for estimator {name!r}; valid: {', '.join(valid) or 'none'}"
+            )
+    return ESTIMATORS.get(name, **options)
+
+
+def names() -> list[str]:
+    """Registered estimator names."""
+    return ESTIMATORS.names()
+
+
+__all__ = [
+    "BPTT",
+    "Checkpoint",
+    "Estimator",
+    "RetentionEstimator",
+    "SDO",
+    "SeededStep",
+    "Truncated",
+    "get",
+    "names",
+    "register_estimator",
+]

@@ -1,0 +1,36 @@
+"""SDO, the one-step gradient shortcut (paper Sec. 4): S = one step."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .base import RetentionEstimator, SeededStep
+
+SDO_SCALES = (1, "N")
+
+
+@dataclasses.dataclass
+class SDO(RetentionEstimator, SeededStep):
+    """wrt x_N: S = {N} (Eq. 15/19); wrt x_k: S = {k}; wrt theta or c: S = {i'}, i' ~ U{1..N} seeded or
+    given as `step` (Eq. 17/20). scale=1 is the paper's Eq. 20; scale='N' makes it unbiased for Eq. 16."""
+
+    name = "sdo"
+    step: int | None = None
+    scale_by: int | str = 1
+
+    def __post_init__(self):
+        if self.scale_by not in SDO_SCALES:
+            raise ValueError(f"unknown SDO scale {self.scale_by!r}; valid: 1, 'N'")
+
+    def retained(self, problem, first):
+        if problem.wrt in ("latent", "intermediate"):
+            return {first}
+        if self.step is not None:
+            if not 1 <= self.step <= problem.steps:
+                raise ValueError(f"SDO step must be in 1..{problem.steps}; got {self.step}")
+            return {self.step}
+        return {self.draw(problem, 1, problem.steps)}
+
+    def scale(self, problem):
+        shared = problem.wrt in ("params", "cond")
+        return float(problem.steps) if shared and self.scale_by == "N" else 1.0
