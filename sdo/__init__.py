@@ -8,6 +8,7 @@ res = sdo.grad(problem, estimator="sdo")
 from __future__ import annotations
 
 from . import estimators, measure, models, objectives, samplers
+from .compare import compare
 from .problem import WRT, Problem
 from .result import GradResult, NetworkCalls
 
@@ -19,6 +20,7 @@ def grad(problem: Problem, estimator: str = "bptt", **options) -> GradResult:
 
 __all__ = [
     "WRT",
+    "compare",
     "GradResult",
     "NetworkCalls",
     "Problem",

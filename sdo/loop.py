@@ -34,27 +34,36 @@ class Rollout:
 
     def network(self, i: int, x: torch.Tensor, keep: bool) -> torch.Tensor:
         """m_i = f_theta(x_i, t_i, c), with a graph only if i is in S."""
+        return self.call(self.solver.model_input(i, x), self.solver.timestep(i), keep)
+
+    def call(self, x_in, t, keep: bool, cond: torch.Tensor | None = None, evals: int = 1) -> torch.Tensor:
+        """The network on a prepared input at any timestep t (scalar, or one per sample: a batched call
+        counted as `evals` evaluations); cond defaults to the rollout's."""
+        if _in_backward():  # a checkpoint recompute; counted first, as it may be stopped early inside
+            self.calls.fwd_recompute += evals
         with torch.set_grad_enabled(keep and torch.is_grad_enabled()):
-            m = self.problem.model(self.solver.model_input(i, x), self.solver.timestep(i), self.cond)
-        self._count(m)
+            m = self.problem.model(x_in, t, self.cond if cond is None else cond)
+        if not _in_backward():
+            self._count(m, evals)
         return m
 
-    def _count(self, m: torch.Tensor) -> None:
+    def _count(self, m: torch.Tensor, evals: int = 1) -> None:
         if not m.requires_grad:
-            self.calls.fwd_nograd += 1
-        elif _in_backward():
-            self.calls.fwd_recompute += 1
+            self.calls.fwd_nograd += evals
         else:
-            self.calls.fwd_grad += 1
-            m.register_hook(self._count_backward)
+            self.calls.fwd_grad += evals
+            m.register_hook(lambda grad: self._count_backward(grad, evals))
 
-    def _count_backward(self, grad: torch.Tensor) -> None:
-        self.calls.bwd += 1
+    def _count_backward(self, grad: torch.Tensor, evals: int = 1) -> None:
+        self.calls.bwd += evals
+
+    def noise(self, i: int) -> torch.Tensor | None:
+        """The explicit noise of step i (None for deterministic samplers)."""
+        return None if self.problem.noise is None else self.problem.noise[self.problem.steps - i]
 
     def step(self, i: int, x: torch.Tensor, history: tuple, keep: bool) -> tuple[torch.Tensor, tuple]:
         """x_{i-1} = Phi_i(x_i, m_i, history)."""
-        noise = None if self.problem.noise is None else self.problem.noise[self.problem.steps - i]
-        return self.solver.step(i, x, self.network(i, x, keep), history, noise)
+        return self.solver.step(i, x, self.network(i, x, keep), history, self.noise(i))
 
     def run(
         self, x: torch.Tensor, history: tuple, first: int, last: int, keep: Keep, detach_at: int | None = None
@@ -95,7 +104,9 @@ def finish(rollout: Rollout, x0: torch.Tensor, leaves: dict[str, torch.Tensor], 
         grads = {k: torch.full_like(v, float("nan")) for k, v in leaves.items()}
         stats["status"] = "nonfinite"
     else:
-        raw = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        raw = [None] * len(leaves)  # no path from any leaf to J (e.g. a detach cut it): zero gradient
+        if loss.requires_grad:
+            raw = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
         grads = {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(leaves.items(), raw)}
         if not all(torch.isfinite(g).all() for g in grads.values()):
             stats["status"] = "nonfinite"

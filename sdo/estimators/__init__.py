@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from ..registry import Registry
+from .adjoint import Adjoint
 from .base import Estimator, RetentionEstimator, SeededStep
 from .bptt import BPTT
 from .checkpoint import Checkpoint
+from .neumann import Neumann
+from .reversible import Reversible
 from .sdo import SDO
+from .sdo_all import SdoAll
 from .truncated import Truncated
 
 ESTIMATORS = Registry("estimator")
@@ -20,6 +24,10 @@ register_estimator("truncated", Truncated)
 register_estimator("alignprop", Truncated, mode="uniform")
 register_estimator("draft", Truncated, detach=True)
 register_estimator("sdo", SDO)
+register_estimator("sdo-all", SdoAll)
+register_estimator("reversible", Reversible)
+register_estimator("neumann", Neumann)
+register_estimator("adjoint", Adjoint)
 
 
 def get(name: str, **options) -> Estimator:
@@ -41,11 +49,15 @@ def names() -> list[str]:
 
 
 __all__ = [
+    "Adjoint",
     "BPTT",
     "Checkpoint",
     "Estimator",
+    "Neumann",
     "RetentionEstimator",
+    "Reversible",
     "SDO",
+    "SdoAll",
     "SeededStep",
     "Truncated",
     "get",

@@ -69,6 +69,9 @@ class GaussianMixtureDenoiser(Denoiser):
         return torch.einsum("bk,bkd->bd", r, mu[None] + shift)
 
     def forward(self, x: torch.Tensor, t, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if torch.is_tensor(t) and t.numel() > 1 and bool((t.reshape(-1) != t.reshape(-1)[0]).any()):
+            parts = [(x[b : b + 1], tb, None if cond is None else cond[b : b + 1]) for b, tb in enumerate(t)]
+            return torch.cat([self.forward(*part) for part in parts])  # one timestep per sample
         t0 = t.reshape(-1)[0] if torch.is_tensor(t) else t
         alpha, sigma = self.schedule.alpha_sigma(t0)
         flat = x.reshape(x.shape[0], -1)
