@@ -98,7 +98,7 @@ class _SweepFunction(torch.autograd.Function):
     def backward(ctx, g):
         g_x, g_leaves = ctx.sweep.backward(g)
         ctx.sweep = None
-        return (None, g_x, *g_leaves)
+        return (None, g_x if ctx.needs_input_grad[1] else None, *g_leaves)
 
 
 @dataclass
@@ -135,11 +135,15 @@ class SweepEstimator(Estimator):
     def make_sweep(self, rollout, history, first, leaves) -> Sweep:
         raise NotImplementedError
 
-    def estimate(self, problem):
+    def forward(self, problem) -> tuple[Rollout, torch.Tensor, dict, Sweep]:
+        """The forward pass alone: (rollout, x_0 whose backward is the sweep, leaves, sweep)."""
         self.check(problem)
         rollout = Rollout(problem)
         x, history, first, leaves = rollout.start()
         shared = list(leaves.values()) if problem.wrt in ("params", "cond") else []
         sweep = self.make_sweep(rollout, history, first, shared)
-        x0 = _SweepFunction.apply(sweep, x, *shared)
+        return rollout, _SweepFunction.apply(sweep, x, *shared), leaves, sweep
+
+    def estimate(self, problem):
+        rollout, x0, leaves, sweep = self.forward(problem)
         return finish(rollout, x0, leaves, **sweep.stats)
