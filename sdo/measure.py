@@ -11,9 +11,24 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+class _GlobalOnly:
+    """Stands in for FlopCounterMode's module tracker: we need totals only, and the tracker's backward
+    hooks break torch.autograd.grad when a leaf tensor is fed straight into a module."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """Total FLOPs of fn() (forward and any backward it runs), by torch's FlopCounterMode."""
-    with FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
         fn()
     return int(counter.get_total_flops())
 

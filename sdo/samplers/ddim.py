@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from ..schedule import NoiseSchedule
 from .base import History, Sampler
 
@@ -18,10 +20,11 @@ def predict_x0_eps(m, x, alpha: float, sigma: float, prediction_type: str):
 
 
 def trailing_timesteps(schedule: NoiseSchedule, steps: int) -> list[float]:
-    """t_N..t_1 on the 'trailing' grid (t_N = T-1 for VP, T for flow)."""
+    """t_N..t_1: diffusers' 'trailing' grid for VP (t_N = T-1); for flow, linspace(T, 1, N) as diffusers'
+    FlowMatchEulerDiscreteScheduler (sigma from 1 to 1/T)."""
     T = schedule.num_train_timesteps
     if schedule.kind == "flow":
-        return [T * (steps - p) / steps for p in range(steps)]
+        return torch.linspace(T, 1, steps, dtype=torch.float64).tolist()
     return [float(round(T - p * T / steps) - 1) for p in range(steps)]
 
 

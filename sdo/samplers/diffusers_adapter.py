@@ -36,12 +36,14 @@ class DiffusersSampler(Sampler):
 
     @property
     def init_scale(self) -> float:
-        return float(self.scheduler.init_noise_sigma)
+        return float(getattr(self.scheduler, "init_noise_sigma", 1.0))
 
     def _set_state(self, p: int, history: History) -> None:
         self.scheduler._step_index = p
 
     def model_input(self, i: int, x):
+        if not hasattr(self.scheduler, "scale_model_input"):
+            return x
         self._set_state(self._check_index(i), self.initial_history())
         return self.scheduler.scale_model_input(x, self.timestep(i))
 
