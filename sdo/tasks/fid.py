@@ -1,0 +1,87 @@
+"""FID with torch-fidelity, in the feature space of the trained classifier's penultimate layer."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from .sampling import to_uint8
+
+FEATURE_EXTRACTOR = "fmnist-classifier"
+FEATURE = "penultimate"
+
+
+class _Images(Dataset):
+    """uint8 (N, 1, 32, 32) images as a torch-fidelity input dataset."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        return self.images[k]
+
+
+def _extractor_class():
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    class ClassifierFeatureExtractor(FeatureExtractorBase):
+        """torch-fidelity feature extractor: uint8 (N, 1, 32, 32) -> the classifier's penultimate features."""
+
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+            from ..models.trained import fmnist_classifier
+
+            self.classifier = fmnist_classifier()
+
+        @staticmethod
+        def get_provided_features_list():
+            return (FEATURE,)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return FEATURE
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+
+        def forward(self, x):
+            x = x.float().div(127.5).sub(1.0)
+            return (self.classifier.penultimate(x).double(),)
+
+    return ClassifierFeatureExtractor
+
+
+def register() -> None:
+    """Register the classifier feature extractor with torch-fidelity (idempotent)."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if FEATURE_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(FEATURE_EXTRACTOR, _extractor_class())
+
+
+def fid(generated: torch.Tensor, reference: torch.Tensor) -> float:
+    """FID between two image sets in [-1, 1] (N, 1, 32, 32), classifier-penultimate features."""
+    from torch_fidelity import calculate_metrics
+
+    register()
+    metrics = calculate_metrics(
+        input1=_Images(to_uint8(generated)),
+        input2=_Images(to_uint8(reference)),
+        fid=True,
+        feature_extractor=FEATURE_EXTRACTOR,
+        feature_layer_fid=FEATURE,
+        cuda=False,
+        cache=False,
+        save_cpu_ram=True,
+        verbose=False,
+        batch_size=500,
+    )
+    return float(metrics["frechet_inception_distance"])

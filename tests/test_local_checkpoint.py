@@ -1,0 +1,40 @@
+"""Local checkpoints: a tiny pipeline saved with save_pretrained loads through sdo.models.get(path) and gives
+the same outputs as the original diffusers modules (the path users take with SD 1.5 / ddpm-celebahq-256)."""
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet2DModel
+
+import sdo
+from sdo.models import configs
+
+
+def test_pixel_unet_with_scheduler_round_trips(tmp_path):
+    torch.manual_seed(0)
+    unet = UNet2DModel(**configs.UNET_TINY).eval()
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="v_prediction")
+    unet.save_pretrained(tmp_path / "unet")
+    sched.save_pretrained(tmp_path / "scheduler")
+    model = sdo.models.get(str(tmp_path))
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([10.0, 500.0])
+    with torch.no_grad():
+        assert torch.allclose(model(x, t), unet(x, t).sample, atol=1e-6)
+    assert model.prediction_type == "v_prediction"
+    ab = sched.alphas_cumprod.to(torch.float64)
+    assert torch.allclose(model.schedule.alphas_cumprod(), ab, rtol=1e-6)
+
+
+def test_latent_unet_with_vae_decoder_round_trips(tmp_path):
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**configs.LDM_TINY_UNET).eval()
+    vae = AutoencoderKL(**configs.LDM_TINY_VAE, scaling_factor=0.5).eval()
+    sched = DDIMScheduler(**sdo.schedule.SD_SCHEDULE.scheduler_config())
+    for sub, module in (("unet", unet), ("vae", vae), ("scheduler", sched)):
+        module.save_pretrained(tmp_path / sub)
+    model = sdo.models.get(str(tmp_path), tokens=configs.LDM_TINY_TOKENS)
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([300.0])
+    cond = torch.randn(1, configs.LDM_TINY_TOKENS, configs.LDM_TINY_UNET["cross_attention_dim"])
+    with torch.no_grad():
+        assert torch.allclose(model(x, t, cond), unet(x, t, encoder_hidden_states=cond).sample, atol=1e-6)
+        assert torch.allclose(model.decode(x), vae.decode(x / 0.5).sample, atol=1e-5)
+    assert model.cond_shape == (configs.LDM_TINY_TOKENS, configs.LDM_TINY_UNET["cross_attention_dim"])
+    assert model.schedule == sdo.schedule.SD_SCHEDULE
