@@ -28,11 +28,20 @@ pytest: $(STAMP)
 
 test: lint pytest
 
+BENCH_OUT ?= results
+BENCH_GRID ?= quick
+BENCH_ARGS ?=
+BENCH_PYTEST_ARGS ?=
+BENCH_FULL_OUT ?= results/full
+BENCH_FULL_ARGS ?=
+
 benchmark: $(STAMP)
-	@echo "make benchmark: not yet implemented (see the benchmark issue)"
+	$(PY) -m bench run --grid $(BENCH_GRID) --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/pytest-benchmark.json $(BENCH_PYTEST_ARGS)
+	$(PY) -m bench report --out $(BENCH_OUT)
 
 benchmark-full: $(STAMP)
-	@echo "make benchmark-full: not yet implemented (see the benchmark issue)"
+	$(PY) -m bench run --grid full --device cuda --out $(BENCH_FULL_OUT) $(BENCH_FULL_ARGS)
 
 models: $(STAMP)
 	@echo "make models: not yet implemented (see the trained-models issue)"

@@ -1,0 +1,77 @@
+"""Figures: time, peak memory, saved bytes and cosine-to-exact vs N, one line per estimator, one panel
+per (model, wrt); log scales for costs. Non-ok cases are left out of the lines (the tables show them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+METRICS = {
+    "time": ("time_median_s", "time per gradient (s)", "log"),
+    "peak_memory": ("peak_mem_bytes", "peak memory above baseline (bytes)", "log"),
+    "saved_bytes": ("saved_bytes", "autograd saved-tensor bytes", "log"),
+    "cosine": ("cos_to_exact", "cosine to exact gradient", "linear"),
+}
+
+
+def panels(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """(model, sampler, wrt, dtype, device) groups with ok rows."""
+    ok = df[df.status == "ok"]
+    return list(ok.groupby(["model", "sampler", "wrt", "dtype", "device"], sort=True))
+
+
+def plot_metric(df: pd.DataFrame, metric: str, path: Path) -> Path | None:
+    """One PNG for `metric` (see METRICS); None when no panel has data for it."""
+    column, label, scale = METRICS[metric]
+    groups = [(k, g) for k, g in panels(df) if pd.to_numeric(g[column], errors="coerce").notna().any()]
+    if not groups:
+        return None
+    cols = min(len(groups), 3)
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (key, g) in zip(axes.flat, groups):
+        _panel(ax, g, column, scale)
+        ax.set_title(f"{key[0]} · wrt {key[2]}", fontsize=9)
+        ax.set_xlabel("N (sampler steps)")
+        ax.set_ylabel(label, fontsize=8)
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    handles, names = _legend(axes)
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(names) // 6), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _panel(ax, g: pd.DataFrame, column: str, scale: str) -> None:
+    for name, e in g.groupby("estimator", sort=True):
+        e = e.assign(v=pd.to_numeric(e[column], errors="coerce")).dropna(subset=["v"]).sort_values("steps")
+        if scale == "log":
+            e = e[e.v > 0]
+        if len(e):
+            style = "--" if name.startswith("floor") else "-"
+            ax.plot(e.steps, e.v, style, marker="o", markersize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale(scale)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _legend(axes):
+    seen: dict = {}
+    for ax in axes.flat:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(n, h)
+    return list(seen.values()), list(seen)
+
+
+def write_figures(df: pd.DataFrame, folder: Path) -> list[Path]:
+    """Every metric's figure under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [plot_metric(df, m, folder / f"{m}_vs_N.png") for m in METRICS]
+    return [p for p in made if p is not None]
