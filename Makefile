@@ -36,9 +36,9 @@ BENCH_FULL_OUT ?= results/full
 BENCH_FULL_ARGS ?=
 
 benchmark: $(STAMP)
-	$(PY) -m bench run --grid $(BENCH_GRID) --out $(BENCH_OUT) $(BENCH_ARGS)
+	mkdir -p $(BENCH_OUT)
 	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/pytest-benchmark.json $(BENCH_PYTEST_ARGS)
-	$(PY) -m bench report --out $(BENCH_OUT)
+	$(PY) -m bench run --grid $(BENCH_GRID) --out $(BENCH_OUT) $(BENCH_ARGS)
 
 benchmark-full: $(STAMP)
 	$(PY) -m bench run --grid full --device cuda --out $(BENCH_FULL_OUT) $(BENCH_FULL_ARGS)

@@ -45,6 +45,7 @@ class Context:
     def model(self, name: str) -> torch.nn.Module:
         if self._model is None or self._model[0] != name:
             self._model = self._exact = None
+            gc.unfreeze()  # let the previous model's reference cycles be collected
             gc.collect()
             self._model = (name, sdo.models.get(name, seed=0))
             gc.freeze()  # long-lived objects (libraries, weights) out of the collector: gc.collect stays cheap
@@ -217,7 +218,15 @@ def summary(result: GradResult) -> dict:
 
 def run_case(case: Case, ctx: Context | None = None) -> dict:
     """Measure one case; failures become a status (oom / unsupported / error / nonfinite) and a message."""
-    ctx = ctx or Context()
+    rec = _measure(case, ctx or Context())
+    gc.collect()  # the case's objects are gone now; the survivors are long-lived (imports, model, caches)
+    gc.freeze()  # ... and leave the collector, so the next case's gc.collect stays cheap
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return rec
+
+
+def _measure(case: Case, ctx: Context) -> dict:
     rec: dict = {"status": "ok", "message": None}
     t0 = time.perf_counter()
     try:
@@ -227,6 +236,8 @@ def run_case(case: Case, ctx: Context | None = None) -> dict:
         result, counted = instrumented(fn, case)
         t_first = time.perf_counter() - t_first
         rec.update(counted, **summary(result))
+        if case.estimator in FLOORS:
+            rec["grad_norm"] = None  # a floor's cotangent is arbitrary: no gradient to report
         if case.estimator not in FLOORS and not finite(result):
             rec.update(
                 status="nonfinite", message=f"non-finite loss or gradient (estimator status {result.status})"
@@ -242,10 +253,5 @@ def run_case(case: Case, ctx: Context | None = None) -> dict:
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and the sweep goes on
         rec.update(status=classify(exc), message=f"{type(exc).__name__}: {exc}")
         rec["traceback"] = traceback.format_exc(limit=8)
-    finally:
-        rec["case_wall_s"] = time.perf_counter() - t0
-        gc.collect()
-        gc.freeze()  # survivors are long-lived (caches, imports): keep later collections cheap
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    rec["case_wall_s"] = time.perf_counter() - t0
     return rec

@@ -34,8 +34,9 @@ def plot_metric(df: pd.DataFrame, metric: str, path: Path) -> Path | None:
     cols = min(len(groups), 3)
     rows = -(-len(groups) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    styles = _style(list(df.estimator.unique()))
     for ax, (key, g) in zip(axes.flat, groups):
-        _panel(ax, g, column, scale)
+        _panel(ax, g, column, scale, styles)
         ax.set_title(f"{key[0]} · wrt {key[2]}", fontsize=9)
         ax.set_xlabel("N (sampler steps)")
         ax.set_ylabel(label, fontsize=8)
@@ -43,23 +44,37 @@ def plot_metric(df: pd.DataFrame, metric: str, path: Path) -> Path | None:
         ax.axis("off")
     handles, names = _legend(axes)
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(names) // 6), 1, 1))
+    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(names) // 6), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def _panel(ax, g: pd.DataFrame, column: str, scale: str) -> None:
+MARKERS = "osD^vP*X<>"
+
+
+def _style(names: list[str]) -> dict[str, dict]:
+    """One colour and marker per estimator, the same in every panel and figure."""
+    cmap = plt.get_cmap("tab20")
+    return {
+        n: dict(color=cmap(i % 20), marker=MARKERS[i % len(MARKERS)]) for i, n in enumerate(sorted(names))
+    }
+
+
+def _panel(ax, g: pd.DataFrame, column: str, scale: str, styles: dict) -> None:
     for name, e in g.groupby("estimator", sort=True):
         e = e.assign(v=pd.to_numeric(e[column], errors="coerce")).dropna(subset=["v"]).sort_values("steps")
         if scale == "log":
             e = e[e.v > 0]
         if len(e):
-            style = "--" if name.startswith("floor") else "-"
-            ax.plot(e.steps, e.v, style, marker="o", markersize=3, label=name)
+            line = "--" if name.startswith("floor") else "-"
+            ax.plot(e.steps, e.v, line, markersize=4, label=name, **styles[name])
+    steps = sorted({int(n) for n in g.steps})
     ax.set_xscale("log")
+    ax.set_xticks(steps, [str(n) for n in steps])
+    ax.minorticks_off()
     ax.set_yscale(scale)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def _legend(axes):

@@ -80,13 +80,14 @@ def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=3,
 
 # The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 18 min as a guard). Order
 # matters under the budget: cheap models first, then the cases the targets need.
-TARGET_ESTIMATORS = ("sdo", "bptt", "adjoint", "reversible")
+TARGET_ESTIMATORS = ("sdo", "bptt", "checkpoint", "adjoint", "reversible")
 GRIDS: dict[str, list[dict]] = {
     "tiny": [_block(["gmm"], [2, 3], rounds=2)],
     "quick": [
         _block(["gmm"], [10, 25, 50], rounds=5, max_time_s=2.0),
         _block(["unet-tiny"], [10, 25, 50], rounds=3, max_time_s=6.0),
         _block(["ddpm-cifar10"], [50], TARGET_ESTIMATORS, wrt=["latent"], rounds=3, max_time_s=30.0),
+        _block(["ddpm-cifar10"], [50], ("sdo", "bptt"), wrt=["params"], rounds=1),
         _block(["ddpm-cifar10"], [25], ("sdo", "bptt"), wrt=["latent"], rounds=1),
         _block(["ddpm-cifar10"], [10], rounds=1),
     ],
@@ -108,11 +109,12 @@ GRID_NOTES = [
     "and params, every registered estimator, exact reference BPTT in float64; rounds 5 (gmm) and 3 "
     "(unet-tiny), fewer where one call takes longer than max_time_s / rounds (see the rounds column).",
     "ddpm-cifar10 (35.7M parameters, 12.1 GFLOP per forward) is cut to fit the budget: at N = 50 wrt "
-    "latent only the estimators the targets compare (sdo, bptt, adjoint, reversible) and the floors, up to "
-    "3 rounds within 30 s; at N = 25 wrt latent sdo, bptt and the floors (a third N for the saved-bytes "
-    "growth), one round; at N = 10 every estimator wrt latent and params, one round. N = 25 and 50 wrt "
-    "params are left out. Its exact reference is BPTT in float32 (float64 convolutions on CPU are too "
-    "slow for the budget).",
+    "latent the estimators the targets compare (sdo, bptt, checkpoint, adjoint, reversible) and the floors, "
+    "up to 3 rounds within 30 s; at N = 50 wrt params sdo, bptt and the floors; at N = 25 wrt latent sdo, "
+    "bptt and the floors (a third N for the saved-bytes growth); at N = 10 every estimator wrt latent and "
+    "params; one round each outside the N = 50 latent block. The other estimators at N = 25 and 50 are "
+    "left out. Its exact reference is BPTT in float32 (float64 convolutions on CPU are too slow for the "
+    "budget).",
     "The quick sweep stops starting new cases after 18 minutes; cases not started are recorded with "
     "status `skipped` and are run by re-running the same command (resume).",
     "Full grid (`make benchmark-full`, GPU): ddpm-256 and sd15 (with its VAE decoder in the loss), N = 50, "

@@ -24,6 +24,7 @@ FILES = {
     "figures/saved_bytes_vs_N.png": "autograd saved-tensor bytes (de-duplicated by storage) vs N (log-log)",
     "figures/cosine_vs_N.png": "cosine similarity to the exact gradient vs N",
     "pytest-benchmark.json": "pytest-benchmark's JSON from the tests under bench/ (make benchmark)",
+    "analysis/": "outputs of the analysis notebooks (made by analysis/, not by this harness)",
 }
 PROTOCOL = """\
 - **Problem**: target-MSE objective with a seeded random target, batch 1, seed 0, model weights seeded
@@ -44,7 +45,8 @@ PROTOCOL = """\
   the same problem: BPTT, in float64 (`exact_ref = bptt-float64`) where affordable, else BPTT in the case
   dtype (`bptt-float32`); the `exact_ref` column says which, per row.
 - **Reference rows**: `floor-sample` = no-grad sampling plus the loss; `floor-step` = one network
-  forward+backward at the first differentiated step, same wrt. Together: the floor any sampling estimator pays.
+  forward+backward at the first differentiated step, same wrt. Together: the floor any sampling estimator pays
+  (for latent models the decoder's backward, which every estimator also pays, is not in this floor).
 - **Status**: `ok`; `nonfinite` (non-finite loss or gradient); `oom` (torch.OutOfMemoryError, MemoryError,
   or the worker killed by SIGKILL); `unsupported` (the estimator raised ValueError, e.g. a wrt it does not
   support; the message is kept); `error` (any other exception); `timeout`; `skipped` (not started: the
