@@ -113,7 +113,8 @@ def _failures(df: pd.DataFrame) -> list[str]:
     lines = ["| case | status | message |", "|---|---|---|"]
     for _, r in bad.iterrows():
         msg = str(r.get("message") or "").replace("|", "\\|").replace("\n", " ")[:300]
-        lines.append(f"| {r['key']} | {r['status']} | {msg} |")
+        key = str(r["key"]).replace("|", " / ")
+        lines.append(f"| {key} | {r['status']} | {msg} |")
     return lines
 
 
