@@ -132,6 +132,9 @@ def readme(df: pd.DataFrame, out: Path, commands: list[str]) -> str:
         "",
         "## Commands",
         "",
+        "`make benchmark` runs the pytest-benchmark tests, then the quick sweep (which writes everything "
+        "else); `make benchmark-full` runs the GPU grid into `results/full/`. The commands recorded:",
+        "",
         *[f"    {c}" for c in cmds],
         "",
         "## Provenance",
