@@ -26,15 +26,21 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="measure a grid of cases (resumes: finished cases are skipped)")
     run.add_argument("--grid", default="quick", help=f"one of {', '.join(GRIDS)} (default quick)")
-    run.add_argument("--models", type=_csv(str), help="comma list replacing the grid's models")
-    run.add_argument("--estimators", type=_csv(str), help="comma list replacing the grid's estimators")
-    run.add_argument("--steps", type=_csv(int), help="comma list of N replacing the grid's")
-    run.add_argument("--wrt", type=_csv(str), help="comma list replacing the grid's wrt")
-    run.add_argument("--samplers", type=_csv(str), help="comma list replacing the grid's samplers")
+    run.add_argument(
+        "--models", type=_csv(str), help="comma list; values all in the grid filter it, others replace it"
+    )
+    run.add_argument("--estimators", type=_csv(str), help="comma list (filter or replace, as --models)")
+    run.add_argument("--steps", type=_csv(int), help="comma list of N (filter or replace, as --models)")
+    run.add_argument("--wrt", type=_csv(str), help="comma list of wrt (filter or replace)")
+    run.add_argument("--samplers", type=_csv(str), help="comma list of samplers (filter or replace)")
     run.add_argument("--dtype", type=_csv(str), help="comma list of dtypes (float32, float64, ...)")
-    run.add_argument("--device", type=_csv(str), help="cpu or cuda[:k] (replaces the grid's device)")
+    run.add_argument("--device", type=_csv(str), help="cpu or cuda[:k] (filter or replace)")
     run.add_argument("--rounds", type=int, help="timed rounds per case (replaces the grid's)")
-    run.add_argument("--exact", choices=EXACT_DTYPES, help="exact reference dtype: float64 or the case's")
+    run.add_argument(
+        "--exact",
+        choices=EXACT_DTYPES,
+        help="exact reference dtype: auto (float64 for small models), float64, or the case's",
+    )
     run.add_argument("--no-floors", action="store_true", help="leave out the floor-sample/floor-step rows")
     run.add_argument("--out", default="results", help="output folder (default results)")
     run.add_argument("--launcher", default="subprocess", choices=LAUNCHERS)
@@ -69,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
 def _validate(args) -> None:
     """ValueError naming what is wrong and the valid choices (before anything runs)."""
     checks = [
+        ("estimators", sdo.estimators.names()),
         ("models", sdo.models.names()),
         ("samplers", sdo.samplers.names()),
         ("wrt", sdo.WRT),

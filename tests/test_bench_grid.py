@@ -51,6 +51,7 @@ def test_exact_reference_dtype_is_float64_for_small_models_only():
     "args, needle",
     [
         (["--models", "nope"], "valid: "),
+        (["--estimators", "sdo,nope"], "bptt"),
         (["--wrt", "everything"], "latent"),
         (["--grid", "huge"], "quick"),
         (["--retry", "maybe"], "oom"),
