@@ -35,9 +35,12 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 @dataclass
 class SavedBytes:
-    """Bytes of tensors autograd saved for backward, de-duplicated by storage."""
+    """Bytes of tensors autograd saved for backward, de-duplicated by storage: `total` over the whole block
+    (every graph ever built), `peak` the most held at once by live graphs (a freed graph stops counting)."""
 
     total: int = 0
+    live: int = 0
+    peak: int = 0
 
 
 def _storage_key(t: torch.Tensor) -> tuple:
@@ -48,20 +51,31 @@ def _storage_key(t: torch.Tensor) -> tuple:
         return ("opaque", id(t), t.numel() * t.element_size())
 
 
+class _Held:
+    """A saved tensor as autograd holds it; counts its storage while any graph holds it."""
+
+    def __init__(self, t: torch.Tensor, out: SavedBytes, refs: dict, seen: set):
+        self.t, self.key, self.out, self.refs = t, _storage_key(t), out, refs
+        if self.key not in seen:
+            seen.add(self.key)
+            out.total += self.key[2]
+        refs[self.key] = refs.get(self.key, 0) + 1
+        if refs[self.key] == 1:
+            out.live += self.key[2]
+            out.peak = max(out.peak, out.live)
+
+    def __del__(self):
+        self.refs[self.key] -= 1
+        if self.refs[self.key] == 0:
+            del self.refs[self.key]
+            self.out.live -= self.key[2]
+
+
 @contextlib.contextmanager
 def saved_tensor_bytes() -> Iterator[SavedBytes]:
     """Context measuring the autograd graph's saved-tensor bytes (deterministic memory proxy)."""
-    seen: set[tuple] = set()
-    out = SavedBytes()
-
-    def pack(t: torch.Tensor):
-        key = _storage_key(t)
-        if key not in seen:
-            seen.add(key)
-            out.total += key[2]
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    out, refs, seen = SavedBytes(), {}, set()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: _Held(t, out, refs, seen), lambda held: held.t):
         yield out
 
 

@@ -53,3 +53,18 @@ def test_checkpoint_flops_add_one_recomputed_forward_per_step():
     fwd, fwd_bwd = one_step_flops(problem)
     flops = count_flops(lambda: sdo.grad(problem, "checkpoint", segment=2))
     assert flops == pytest.approx(N * (fwd_bwd + fwd), rel=0.01)
+
+
+def test_saved_bytes_peak_is_flat_for_sdo_and_grows_for_bptt():
+    from sdo.measure import saved_tensor_bytes
+
+    peaks = {}
+    for name in ("sdo", "bptt"):
+        for N in (3, 6):
+            problem = make_problem("mlp", steps=N, dim=3, hidden=16, batch=64)
+            with saved_tensor_bytes() as saved:
+                sdo.grad(problem, name)
+            peaks[name, N] = saved.peak
+            assert saved.live == 0 and saved.total >= saved.peak > 0
+    assert peaks["sdo", 3] == peaks["sdo", 6]
+    assert peaks["bptt", 6] > 1.8 * peaks["bptt", 3]
