@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: all venv test lint pytest benchmark benchmark-full models tasks clean
+.PHONY: all venv test lint pytest benchmark benchmark-full models tasks analysis clean
 
 all: test
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -c constraints.txt -e ".[bench,tasks,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[bench,tasks,dev,analysis]"
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -48,6 +48,9 @@ models: $(STAMP)
 
 tasks: $(STAMP)
 	@echo "make tasks: not yet implemented (see the trained-models issue)"
+
+analysis: $(STAMP)
+	$(PY) -m analysis.run_notebooks --out results/analysis
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
