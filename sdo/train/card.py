@@ -66,7 +66,8 @@ def _training_lines(info: dict) -> list[str]:
         "wall_s",
         "final_loss",
     )
-    return [f"- {k}: `{info[k]}`" if k == "command" else f"- {k}: {info[k]}" for k in keys if k in info]
+    lines = [f"- {k}: `{info[k]}`" if k == "command" else f"- {k}: {info[k]}" for k in keys if k in info]
+    return lines + ["- wall time: one thread on a 2-core CPU shared with other jobs, so an upper bound"]
 
 
 def ddpm_card(out: Path, samples: int, ddim_steps: int, seed: int) -> str:
