@@ -167,7 +167,8 @@ def instrumented(fn, case: Case) -> tuple[GradResult, dict]:
     box = []
     with saved_tensor_bytes() as saved:
         flops = count_flops(lambda: box.append(fn()))
-    rec = {"flops": flops, "saved_bytes": saved.total}
+    # saved_bytes: the most held at once by live graphs (a memory proxy); total: every graph ever built
+    rec = {"flops": flops, "saved_bytes": saved.peak, "saved_total_bytes": saved.total}
     if isinstance(fn, FloorStep):
         rec["flops_step_fwd"] = fn.forward_flops()
         rec["flops_step_bwd"] = rec["flops"] - rec["flops_step_fwd"]

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 METRICS = {
     "time": ("time_median_s", "time per gradient (s)", "log"),
     "peak_memory": ("peak_mem_bytes", "peak memory above baseline (bytes)", "log"),
-    "saved_bytes": ("saved_bytes", "autograd saved-tensor bytes", "log"),
+    "saved_bytes": ("saved_bytes", "saved-tensor bytes held at once", "log"),
     "cosine": ("cos_to_exact", "cosine to exact gradient", "linear"),
 }
 

@@ -21,7 +21,7 @@ FILES = {
     "benchmark.tex": "the same tables in LaTeX (booktabs)",
     "figures/time_vs_N.png": "median time per gradient vs N, per estimator (log-log)",
     "figures/peak_memory_vs_N.png": "peak memory above the post-warm-up baseline vs N (log-log)",
-    "figures/saved_bytes_vs_N.png": "autograd saved-tensor bytes (de-duplicated by storage) vs N (log-log)",
+    "figures/saved_bytes_vs_N.png": "peak autograd saved-tensor bytes held by live graphs vs N (log-log)",
     "figures/cosine_vs_N.png": "cosine similarity to the exact gradient vs N",
     "pytest-benchmark.json": "pytest-benchmark's JSON from the tests under bench/ (make benchmark)",
     "analysis/": "outputs of the analysis notebooks (made by analysis/, not by this harness)",
@@ -36,9 +36,11 @@ PROTOCOL = """\
   the default launcher runs cases in a worker subprocess that holds only the current model and reference
   gradient. CUDA: `max_memory_allocated` over the rounds minus `memory_allocated` before them
   (`peak_mem_total_bytes` is the absolute figure).
-- **Saved bytes**: bytes of tensors autograd saved for backward (saved-tensor hooks, de-duplicated by
-  storage; weights count once); deterministic. Tensors saved inside `torch.utils.checkpoint` regions go
-  through checkpoint's own hooks and are not seen.
+- **Saved bytes**: bytes of tensors autograd saved for backward (`sdo.measure.saved_tensor_bytes`:
+  saved-tensor hooks, de-duplicated by storage, weights count once), deterministic. `saved_bytes` is the
+  most held at once by live graphs (graphs built and freed inside a backward, as adjoint and reversible do,
+  stop counting when freed); `saved_total_bytes` counts every graph built during the call. Tensors saved
+  inside `torch.utils.checkpoint` regions go through checkpoint's own hooks and are not seen.
 - **FLOPs**: `torch.utils.flop_counter.FlopCounterMode` over the whole call (forward and backward;
   matmul/conv/attention only). **NFE**: network forwards with a graph / without / backward calls.
 - **Accuracy**: cosine similarity and relative L2 error of the flattened gradient to the exact gradient of

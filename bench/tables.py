@@ -99,7 +99,7 @@ HEADERS = [
     "×BPTT",
     "peak mem (MiB)",
     "×BPTT",
-    "saved (MiB)",
+    "saved held (MiB)",
     "×BPTT",
     "GFLOP",
     "×BPTT",
