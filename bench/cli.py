@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--budget",
         type=float,
-        help="seconds after which no new case starts (default: the grid's, quick 1080; 0 = none)",
+        help="seconds after which no new case starts (default: the grid's, quick 1020; 0 = none)",
     )
     run.add_argument("--timeout", type=float, help="seconds per case (subprocess launcher); else no limit")
     run.add_argument("--slurm-partition")

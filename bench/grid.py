@@ -78,7 +78,7 @@ def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=3,
     )
 
 
-# The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 18 min as a guard). Order
+# The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 17 min as a guard). Order
 # matters under the budget: cheap models first, then the cases the targets need.
 TARGET_ESTIMATORS = ("sdo", "bptt", "checkpoint", "adjoint", "reversible")
 GRIDS: dict[str, list[dict]] = {
@@ -103,7 +103,7 @@ GRIDS: dict[str, list[dict]] = {
         ),
     ],
 }
-BUDGETS_S = {"quick": 18 * 60}  # a sweep stops starting cases after this; the rest are recorded "skipped"
+BUDGETS_S = {"quick": 17 * 60}  # a sweep stops starting cases after this; the rest are recorded "skipped"
 GRID_NOTES = [
     "Quick grid (`make benchmark`, 2-core CPU, <= 20 min): gmm and unet-tiny at N = 10, 25, 50, wrt latent "
     "and params, every registered estimator, exact reference BPTT in float64; rounds 5 (gmm) and 3 "
@@ -115,7 +115,7 @@ GRID_NOTES = [
     "params; one round each outside the N = 50 latent block. The other estimators at N = 25 and 50 are "
     "left out. Its exact reference is BPTT in float32 (float64 convolutions on CPU are too slow for the "
     "budget).",
-    "The quick sweep stops starting new cases after 18 minutes; cases not started are recorded with "
+    "The quick sweep stops starting new cases after 17 minutes; cases not started are recorded with "
     "status `skipped` and are run by re-running the same command (resume).",
     "Full grid (`make benchmark-full`, GPU): ddpm-256 and sd15 (with its VAE decoder in the loss), N = 50, "
     "wrt latent: sdo, adjoint, reversible, bptt, checkpoint, 3 rounds (paper Table 3 analogue).",
