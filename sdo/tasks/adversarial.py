@@ -34,11 +34,11 @@ UPDATES = ("gd", "sign")
 class AdversarialConfig:
     """Task settings (defaults: the CPU-sized `make tasks` run)."""
 
-    n: int = 32  # samples the classifier gets right (top-class probability >= confidence)
+    n: int = 16  # samples the classifier gets right (top-class probability >= confidence)
     steps: int = 10  # DDIM steps N
     opt_steps: int = 20  # optimisation steps per estimator (equal for all)
     tau: float = 0.1  # L-inf budget on delta (the paper's clip range)
-    lr: float = 0.1  # the paper: gradient descent, lr 0.1
+    lr: float | None = None  # gd: 0.1 (the paper's gradient descent); sign: tau / 5 per step
     update: str = "gd"  # gd: delta -= lr * g (paper); sign: delta -= lr * sign(g) (PGD)
     kappa: float = 1.0  # margin: stop pushing a sample once it is misclassified by kappa logits
     confidence: float = 0.8
@@ -48,6 +48,8 @@ class AdversarialConfig:
     def __post_init__(self):
         if self.update not in UPDATES:
             raise ValueError(f"unknown update {self.update!r}; valid: {', '.join(UPDATES)}")
+        if self.lr is None:
+            self.lr = 0.1 if self.update == "gd" else self.tau / 5
         if self.tau <= 0 or self.n < 1 or self.steps < 1 or self.opt_steps < 0:
             raise ValueError("need tau > 0, n >= 1, steps >= 1, opt_steps >= 0")
 
@@ -64,11 +66,19 @@ def margin_objective(classifier, labels: torch.Tensor, kappa: float):
     return objectives.get("callable", fn=fn)
 
 
+def linf_bound(tau: float, dtype: torch.dtype) -> float:
+    """The largest value of `dtype` that is <= tau (a float32 clamp to 0.05 would give 0.0500000007 > tau)."""
+    b = torch.tensor(tau, dtype=dtype)
+    if b.item() > tau:
+        b = torch.nextafter(b, torch.zeros_like(b))
+    return b.item()
+
+
 def pick_correct(
     model, classifier, cfg: AdversarialConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(z, clean x_0, labels) for n samples the classifier labels with probability >= confidence."""
-    pool = 4 * cfg.n
+    pool = 8 * cfg.n
     z = latents(model, pool, cfg.seed)
     x = generate(model, pool, cfg.steps, cfg.seed, batch=pool)
     with torch.no_grad():
@@ -87,6 +97,7 @@ def attack(model, classifier, z, labels, estimator: str, cfg: AdversarialConfig)
     )
     est = estimators.get(estimator)
     delta, losses, status = torch.zeros_like(z), [], "ok"
+    bound = linf_bound(cfg.tau, z.dtype)
     with Stopwatch() as clock:
         for _ in range(cfg.opt_steps):
             problem.latent = (z + delta).detach()
@@ -101,7 +112,7 @@ def attack(model, classifier, z, labels, estimator: str, cfg: AdversarialConfig)
                 break
             g = res.grads["latent"]
             delta = delta - cfg.lr * (g.sign() if cfg.update == "sign" else g)
-            delta = delta.clamp(-cfg.tau, cfg.tau)
+            delta = delta.clamp(-bound, bound)
             losses.append(res.loss)
     return dict(delta=delta, losses=losses, wall_s=clock.seconds, status=status)
 

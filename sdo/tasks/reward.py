@@ -39,6 +39,7 @@ class RewardConfig:
     clip: float = 1.0  # gradient-norm clipping (the paper clips too)
     target_class: int = 1  # Trouser
     eval_n: int = 32
+    eval_every: int = 10  # also log the reward of the fixed eval latents every this many steps
     seed: int = 0
 
     def __post_init__(self):
@@ -127,7 +128,10 @@ def finetune(base, reward, method: str, cfg: RewardConfig) -> dict:
             status = res.status
             break
         wall += clock.seconds
-        log.append(dict(step=step + 1, reward=-res.loss, wall_s=wall, grad_norm=norm))
+        entry = dict(step=step + 1, reward=-res.loss, wall_s=wall, grad_norm=norm)
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.opt_steps:
+            entry["eval_reward"] = eval_reward(model, reward, cfg)
+        log.append(entry)
     return dict(model=model, log=log, status=status)
 
 
@@ -253,10 +257,14 @@ def plot_curves(curves: dict, rewards, methods, path: Path) -> None:
             log = pd.DataFrame(curves.get(f"{kind}/{method}", []))
             if log.empty:
                 continue
-            axes[r][0].plot(log.step, log.reward, label=method)
-            axes[r][1].plot(log.wall_s, log.reward, label=method)
-        axes[r][0].set(xlabel="optimiser step", ylabel=f"{kind} reward (batch)")
-        axes[r][1].set(xlabel="wall time (s)", ylabel=f"{kind} reward (batch)")
+            line = axes[r][0].plot(log.step, log.reward, alpha=0.5, label=method)[0]
+            axes[r][1].plot(log.wall_s, log.reward, alpha=0.5, color=line.get_color(), label=method)
+            if "eval_reward" in log:
+                ev = log.dropna(subset=["eval_reward"])
+                axes[r][0].plot(ev.step, ev.eval_reward, "o-", color=line.get_color(), lw=2)
+                axes[r][1].plot(ev.wall_s, ev.eval_reward, "o-", color=line.get_color(), lw=2)
+        axes[r][0].set(xlabel="optimiser step", ylabel=f"{kind} reward (thin: batch, dots: eval set)")
+        axes[r][1].set(xlabel="wall time (s, excluding evaluation)", ylabel=f"{kind} reward")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

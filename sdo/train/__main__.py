@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--lr", type=float, default=1e-3)
     d.add_argument("--ema", type=float, default=0.999)
     d.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work")
+    d.add_argument("--weights", default="ema", choices=("ema", "raw"), help="ship the EMA or the raw weights")
     k = sub.add_parser("card", help="evaluate a trained model and write its model card")
     k.add_argument("model", choices=MODELS)
     k.add_argument("--samples", type=int, default=1000, help="generated samples for the card's statistics")
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             work=args.work / "fmnist-ddpm",
             stop_at=args.stop_at,
             resume=args.resume,
+            weights=args.weights,
         )
     info.update(command=command, threads=args.threads)
     name = "fmnist-classifier" if args.what == "classifier" else "fmnist-ddpm"

@@ -96,7 +96,7 @@ def ddpm_card(out: Path, samples: int, ddim_steps: int, seed: int) -> str:
         f"A diffusers `UNet2DModel` ({params / 1e6:.2f}M parameters, config `FMNIST_UNET` in sdo/models/trained.py: "
         f"block_out_channels {FMNIST_UNET['block_out_channels']}, layers_per_block {FMNIST_UNET['layers_per_block']}, "
         "attention at 16x16 and in the mid block), 1 channel, 32x32, epsilon prediction, linear DDPM schedule "
-        "(beta 1e-4..0.02, 1000 steps). Weights: the EMA of the training weights, float32 safetensors. "
+        "(beta 1e-4..0.02, 1000 steps). Weights: float32 safetensors (EMA or raw: see `weights` below). "
         'Unconditional. Load with `sdo.models.get("fmnist-ddpm")`.',
         "",
         f"- data: {DATA}; the 60,000 training images",

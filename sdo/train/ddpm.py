@@ -14,6 +14,8 @@ from ..models.trained import fmnist_unet
 from ..schedule import DDPM_SCHEDULE
 from .common import ProgressLog, infinite_batches, load_checkpoint, save_checkpoint, save_safetensors
 
+WEIGHTS = ("ema", "raw")  # ship the EMA of the weights, or the final training weights
+
 
 def ddpm_loss(unet, x0: torch.Tensor, abar: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """|| eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{0..T-1} (DDPM Eq. 14)."""
@@ -51,11 +53,14 @@ def train_ddpm(
     work: Path | None = None,
     stop_at: int | None = None,
     resume: bool = True,
+    weights: str = "ema",
 ) -> dict:
-    """Train (resuming from work/ckpt.pt if present) and write the EMA weights to `out` as safetensors.
+    """Train (resuming from work/ckpt.pt if present) and write the EMA (or raw) weights to `out`.
 
     The learning-rate schedule spans `steps`; `stop_at` ends training early on that schedule (a time budget).
     """
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weights {weights!r}; valid: {', '.join(WEIGHTS)}")
     stop = steps if stop_at is None else stop_at
     if not 1 <= stop <= steps:
         raise ValueError(f"stop_at must be in 1..steps={steps}; got {stop_at}")
@@ -101,7 +106,7 @@ def train_ddpm(
                 work / "ckpt.pt", **state, gen=gen.get_state(), step=done, wall_s=log.wall(), losses=losses
             )
             save_safetensors(ema, work / "ema.safetensors")
-    save_safetensors(ema, out)
+    save_safetensors(ema if weights == "ema" else unet, out)
     final = sum(losses[-500:]) / len(losses[-500:])
     return dict(
         steps=stop,
