@@ -96,7 +96,20 @@ def _provenance(df: pd.DataFrame) -> list[str]:
     lines += [f"- device: {'; '.join(vals('device_name'))}"]
     if dates:
         lines += [f"- cases recorded {dates[0]} .. {dates[-1]} ({len(df)} cases)"]
+    load = pd.to_numeric(df.get("load_avg_1m", pd.Series(dtype=float)), errors="coerce").dropna()
+    if len(load):
+        lines += [
+            f"- 1-minute load average as each case ended: {load.min():.2f} .. {load.max():.2f} (median "
+            f"{load.median():.2f}); the sweep itself accounts for about its thread count ({_threads(df)}). "
+            "Much higher values mean other processes shared the CPU: with intra-op threads waiting on each "
+            "other, times can then be inflated many-fold, so compare times only from a quiet machine."
+        ]
     return lines
+
+
+def _threads(df: pd.DataFrame) -> str:
+    names = sorted({str(v) for v in df.get("device_name", pd.Series()).dropna()})
+    return "; ".join(names) or "unknown"
 
 
 def _grid(df: pd.DataFrame) -> list[str]:

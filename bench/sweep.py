@@ -4,6 +4,7 @@ regenerate the tables, figures and README and print a concise summary."""
 from __future__ import annotations
 
 import collections
+import os
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def sweep(
     try:
         with tqdm(total=len(todo), disable=not progress, unit="case", dynamic_ncols=True) as bar:
             for case, rec in run.map(feed()):
-                new.append(_keep(out, {**rec, **prov}))
+                new.append(_keep(out, {**rec, **prov, "load_avg_1m": _load()}))
                 bar.set_postfix_str(f"{case.key} {rec['status']}", refresh=False)
                 bar.update()
     finally:
@@ -66,6 +67,14 @@ def sweep(
     message = f"not started: the sweep's time budget of {budget_s} s ran out; re-run the same command"
     new += [_keep(out, {**skipped(case, message), **prov}) for case in todo[len(started) :]]
     return new
+
+
+def _load() -> float | None:
+    """The 1-minute load average as the case ends (other processes sharing the CPU inflate times)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def _keep(out: Path, rec: dict) -> dict:
