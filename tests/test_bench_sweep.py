@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import sdo
 from bench import cli, records
@@ -81,7 +82,8 @@ def plugin(tmp_path, monkeypatch):
 
 def _make(target: str, out: Path, *variables: str) -> subprocess.CompletedProcess:
     cmd = ["make", "-s", target, "STAMP=", f"PY={sys.executable}", *variables]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a test checks files and statuses, not times
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -143,7 +145,16 @@ def test_retry_reruns_failed_cases_only(tmp_path, plugin):
     assert [r["estimator"] for r in again] == ["sdo", "t-oom", "t-oom"]
 
 
-def test_flop_ratio_sdo_over_bptt_matches_the_one_step_prediction(tmp_path):
+@pytest.fixture
+def one_thread():
+    """FLOP counts do not depend on threads; one thread avoids stalls when the CPU is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_flop_ratio_sdo_over_bptt_matches_the_one_step_prediction(tmp_path, one_thread):
     """SDO = N forwards + 1 backward, BPTT = N forwards + N backwards, with one step's forward and backward
     FLOPs taken from the floor-step record (backward ~ 1 forward wrt latent, ~ 2 wrt weights)."""
     N = 3
