@@ -208,7 +208,7 @@ def run_reward(
 def lora_interpolation(tuned, classifier, cfg: RewardConfig, out: Path) -> None:
     """Fig. 13: samples and rewards at LoRA scales alpha (theta_old + alpha theta_LoRA), plus the two rewards'
     LoRAs combined (sum of their weight deltas)."""
-    z = latents(tuned[("class", "sdo")], 8, 10_000)
+    z = latents(tuned[("class", "sdo")], min(8, cfg.eval_n), 10_000)
     reward = reward_fn("class", classifier, cfg.target_class)
     grids, labels, rows = [], [], []
     for alpha in (0.0, 0.5, 1.0, 1.5, 2.0):

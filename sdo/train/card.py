@@ -61,10 +61,12 @@ def _training_lines(info: dict) -> list[str]:
         "batch",
         "lr",
         "ema_decay",
+        "weights",
         "seed",
         "threads",
         "wall_s",
         "final_loss",
+        "note",
     )
     lines = [f"- {k}: `{info[k]}`" if k == "command" else f"- {k}: {info[k]}" for k in keys if k in info]
     return lines + ["- wall time: one thread on a 2-core CPU shared with other jobs, so an upper bound"]
