@@ -13,6 +13,7 @@ from tqdm import tqdm
 from .. import estimators, objectives, samplers
 from ..problem import Problem
 from .common import (
+    DEFAULT_ESTIMATORS,
     RESULTS,
     Stopwatch,
     image_grid,
@@ -143,9 +144,7 @@ def run_adversarial(
     """The Table 5 analogue on fmnist-ddpm + fmnist-classifier; writes adversarial.{csv,md,png,json}."""
     cfg = cfg or AdversarialConfig()
     model, classifier = trained_models()
-    names = usable_estimators(
-        estimator_names or ("sdo", "bptt", "checkpoint", "truncated", "adjoint", "reversible"), "latent"
-    )
+    names = usable_estimators(estimator_names or DEFAULT_ESTIMATORS, "latent")
     z, x_clean, labels = pick_correct(model, classifier, cfg)
     reference = None
     if cfg.fid_reference:

@@ -14,6 +14,7 @@ from .. import estimators, objectives, samplers
 from ..models.trained import ClassifierFeatures
 from ..problem import Problem
 from .common import (
+    DEFAULT_ESTIMATORS,
     RESULTS,
     Stopwatch,
     image_grid,
@@ -138,9 +139,7 @@ def run_style(cfg: StyleConfig | None = None, estimator_names=None, out: Path = 
     rows, grids, labels, curves, skipped = [], [ref, x_plain], ["reference", "unguided"], {}, {}
     for wrt in ("latent", "intermediate"):
         for name in tqdm(
-            usable_estimators(
-                estimator_names or ("sdo", "bptt", "checkpoint", "truncated", "adjoint", "reversible"), wrt
-            ),
+            usable_estimators(estimator_names or DEFAULT_ESTIMATORS, wrt),
             desc=f"style {wrt}",
         ):
             run = optimise(model, objective, z, wrt, k if wrt == "intermediate" else None, name, cfg)
