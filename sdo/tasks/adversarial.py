@@ -16,13 +16,13 @@ from .common import (
     DEFAULT_ESTIMATORS,
     RESULTS,
     Stopwatch,
+    estimate,
     image_grid,
     lpips_distance,
     lpips_unavailable_reason,
     save_json,
     ssim,
     trained_models,
-    unsupported,
     usable_estimators,
     write_table,
 )
@@ -102,12 +102,9 @@ def attack(model, classifier, z, labels, estimator: str, cfg: AdversarialConfig)
     with Stopwatch() as clock:
         for _ in range(cfg.opt_steps):
             problem.latent = (z + delta).detach()
-            try:
-                res = est(problem)
-            except ValueError as e:
-                if not unsupported(e):
-                    raise
-                return dict(delta=delta, losses=[], wall_s=0.0, status=f"unsupported: {e}")
+            res, skipped = estimate(est, problem)
+            if skipped:
+                return dict(delta=delta, losses=[], wall_s=0.0, status=skipped)
             if not res.ok:
                 status = res.status
                 break

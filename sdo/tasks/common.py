@@ -45,6 +45,16 @@ def usable_estimators(wanted, wrt: str) -> list[str]:
     return out
 
 
+def estimate(est, problem):
+    """(est(problem), None), or (None, 'unsupported: ...') when the estimator does not support the problem."""
+    try:
+        return est(problem), None
+    except ValueError as e:
+        if not unsupported(e):
+            raise
+        return None, f"unsupported: {e}"
+
+
 def unsupported(error: ValueError) -> bool:
     """Whether an estimator's ValueError says it does not support this problem (wrt or sampler)."""
     text = str(error)

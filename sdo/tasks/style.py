@@ -17,11 +17,11 @@ from .common import (
     DEFAULT_ESTIMATORS,
     RESULTS,
     Stopwatch,
+    estimate,
     image_grid,
     save_json,
     ssim,
     trained_models,
-    unsupported,
     usable_estimators,
     write_table,
 )
@@ -95,12 +95,9 @@ def optimise(model, objective, z, wrt: str, k: int | None, estimator: str, cfg: 
                 problem.latent = (z + offset).detach()
             else:
                 problem.solver.offset = offset.detach().clone()
-            try:
-                res = est(problem)
-            except ValueError as e:
-                if not unsupported(e):
-                    raise
-                return dict(x=None, losses=[], wall_s=0.0, status=f"unsupported: {e}")
+            res, skipped = estimate(est, problem)
+            if skipped:
+                return dict(x=None, losses=[], wall_s=0.0, status=skipped)
             if not res.ok:
                 status = res.status
                 break
