@@ -1,39 +1,13 @@
 """reversible (EDICT/DOODL): exact inversion, the gradient of the coupled sampler, memory flat in N."""
 
-import contextlib
-
 import pytest
 import torch
 from conftest import make_problem
+from memory_helpers import graph_and_peak_bytes
 
 import sdo
 from sdo.estimators.reversible import coupled_sample, invert_step
 from sdo.loop import Rollout, finish, trainable
-from sdo.measure import _storage_key, saved_tensor_bytes
-
-
-@contextlib.contextmanager
-def live_saved_bytes():
-    """Peak bytes of tensors held for backward by live autograd graphs over the block (by storage):
-    unlike saved_tensor_bytes, a graph freed during the block stops counting."""
-    state, refs = {"live": 0, "peak": 0}, {}
-
-    class Held:
-        def __init__(self, t):
-            self.t, self.key = t, _storage_key(t)
-            refs[self.key] = refs.get(self.key, 0) + 1
-            if refs[self.key] == 1:
-                state["live"] += self.key[2]
-                state["peak"] = max(state["peak"], state["live"])
-
-        def __del__(self):
-            refs[self.key] -= 1
-            if refs[self.key] == 0:
-                del refs[self.key]
-                state["live"] -= self.key[2]
-
-    with torch.autograd.graph.saved_tensors_hooks(Held, lambda held: held.t):
-        yield state
 
 
 def coupled_bptt(problem, mix=0.93):
@@ -88,19 +62,8 @@ def test_mixing_option_changes_the_sampler():
 
 
 def _memory(estimator, steps):
-    problem = make_problem("mlp", steps=steps, wrt="params")
-    est = sdo.estimators.get(estimator)
-    with trainable(problem), saved_tensor_bytes() as at_backward:
-        if estimator == "bptt":
-            rollout = Rollout(problem)
-            x, h, first, leaves = rollout.start()
-            x0, _ = rollout.run(x, h, first, 1, lambda i: True)
-        else:
-            rollout, x0, leaves, _ = est.forward(problem)
-        problem.objective(x0)
-    with live_saved_bytes() as live:
-        est(problem)
-    return at_backward.total, live["peak"]
+    graph, peak, _ = graph_and_peak_bytes(estimator, steps)
+    return graph, peak
 
 
 def test_saved_bytes_do_not_grow_with_steps():

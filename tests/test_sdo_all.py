@@ -2,11 +2,9 @@
 
 import pytest
 from conftest import make_problem
-from test_reversible import live_saved_bytes
+from memory_helpers import graph_and_peak_bytes
 
 import sdo
-from sdo.loop import Rollout, trainable
-from sdo.measure import saved_tensor_bytes
 
 
 def sdo_sum(problem):
@@ -45,19 +43,8 @@ def test_differs_from_bptt_and_single_steps():
 
 
 def _memory(estimator, steps):
-    problem = make_problem("mlp", steps=steps, wrt="params")
-    est = sdo.estimators.get(estimator)
-    with trainable(problem), saved_tensor_bytes() as at_backward:
-        if estimator == "bptt":
-            rollout = Rollout(problem)
-            x, h, first, _ = rollout.start()
-            x0, _ = rollout.run(x, h, first, 1, lambda i: True)
-        else:
-            _, x0, _, _ = est.forward(problem)
-        problem.objective(x0)
-    with live_saved_bytes() as live:
-        res = est(problem)
-    return at_backward.total, live["peak"], res.stats.get("trajectory_bytes")
+    graph, peak, res = graph_and_peak_bytes(estimator, steps)
+    return graph, peak, res.stats.get("trajectory_bytes")
 
 
 def test_saved_bytes_do_not_grow_with_steps():
