@@ -23,13 +23,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=int, default=4)
     c.add_argument("--batch", type=int, default=128)
     c.add_argument("--lr", type=float, default=2e-3)
-    d = sub.add_parser("ddpm", help="train fmnist-ddpm")
-    d.add_argument("--steps", type=int, default=5000, help="length of the learning-rate schedule")
+    d = sub.add_parser(
+        "ddpm", help="train a DDPM (default fmnist-ddpm-v2); --resume continues from its checkpoint"
+    )
+    d.add_argument(
+        "--model", default="fmnist-ddpm-v2", help="which recipe: fmnist-ddpm-v2 or fmnist-ddpm (v1)"
+    )
+    d.add_argument("--steps", type=int, default=None, help="length of the learning-rate schedule")
     d.add_argument("--stop-at", type=int, default=None, help="stop early on that schedule (time budget)")
-    d.add_argument("--batch", type=int, default=32)
-    d.add_argument("--lr", type=float, default=1e-3)
-    d.add_argument("--ema", type=float, default=0.999)
-    d.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work")
+    d.add_argument("--batch", type=int, default=None)
+    d.add_argument("--lr", type=float, default=None)
+    d.add_argument("--ema", type=float, default=None, help="EMA decay")
+    d.add_argument("--resume", action="store_true", help="continue from the checkpoint in the work directory")
     d.add_argument("--weights", default="ema", choices=("ema", "raw"), help="ship the EMA or the raw weights")
     k = sub.add_parser("card", help="evaluate a trained model and write its model card")
     k.add_argument("model", choices=MODELS)
@@ -38,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     for s in (c, d, k):
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-        s.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "sdo-train")
+        s.add_argument("--work", type=Path, default=None, help="checkpoint/log directory root")
         s.add_argument("--threads", type=int, default=1)
     return p
 
@@ -61,21 +66,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         from .ddpm import train_ddpm
+        from .recipes import get_recipe, work_dir
 
+        recipe, (data, labels) = get_recipe(
+            args.model, steps=args.steps, batch=args.batch, lr=args.lr, ema_decay=args.ema, seed=args.seed
+        )
         info = train_ddpm(
-            args.out / "fmnist-ddpm.safetensors",
-            args.steps,
-            args.batch,
-            args.lr,
-            ema_decay=args.ema,
-            seed=args.seed,
-            work=args.work / "fmnist-ddpm",
+            recipe,
+            data,
+            labels,
+            args.out / f"{args.model}.safetensors",
+            work_dir(args.model, args.work),
             stop_at=args.stop_at,
             resume=args.resume,
             weights=args.weights,
+            name=args.model,
         )
     info.update(command=command, threads=args.threads)
-    name = "fmnist-classifier" if args.what == "classifier" else "fmnist-ddpm"
+    name = "fmnist-classifier" if args.what == "classifier" else args.model
     (args.out / f"{name}.train.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info))
     return 0
