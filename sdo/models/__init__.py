@@ -14,7 +14,7 @@ from .diffusers_unet import LatentDecoder, UNetDenoiser
 from .gmm import GaussianMixtureDenoiser, random_gmm
 from .local import load_local
 from .mlp import MLPDenoiser
-from .trained import fmnist_ddpm
+from .trained import fmnist_ddpm, fmnist_ddpm_v2
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -23,6 +23,7 @@ register_model("gmm", random_gmm)
 register_model("gmm-flow", random_gmm, schedule=FLOW_SCHEDULE, prediction_type="flow")
 register_model("mlp", MLPDenoiser)
 register_model("fmnist-ddpm", fmnist_ddpm)  # trained on Fashion-MNIST, sdo/models/weights/
+register_model("fmnist-ddpm-v2", fmnist_ddpm_v2)  # class-conditional, classifier-free guidance
 register_model("unet-tiny", configs.pixel_unet, config=configs.UNET_TINY)
 register_model("ddpm-cifar10", configs.pixel_unet, config=configs.DDPM_CIFAR10)
 register_model("ddpm-256", configs.pixel_unet, config=configs.DDPM_256)
