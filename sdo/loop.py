@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from .freeze import check_freeze, ddim_alpha_sigma, refreeze
 from .problem import Problem
 from .result import GradResult, NetworkCalls
 
@@ -26,8 +27,9 @@ def _in_backward() -> bool:
 class Rollout:
     """Runs sampler steps of one Problem with a given S, counting network calls."""
 
-    def __init__(self, problem: Problem, cond: torch.Tensor | None = None):
-        self.problem = problem
+    def __init__(self, problem: Problem, cond: torch.Tensor | None = None, freeze: str | None = None):
+        check_freeze(freeze)
+        self.problem, self.freeze = problem, freeze
         self.solver = problem.solver
         self.cond = problem.cond if cond is None else cond
         self.calls = NetworkCalls()
@@ -62,8 +64,12 @@ class Rollout:
         return None if self.problem.noise is None else self.problem.noise[self.problem.steps - i]
 
     def step(self, i: int, x: torch.Tensor, history: tuple, keep: bool) -> tuple[torch.Tensor, tuple]:
-        """x_{i-1} = Phi_i(x_i, m_i, history)."""
-        return self.solver.step(i, x, self.network(i, x, keep), history, self.noise(i))
+        """x_{i-1} = Phi_i(x_i, m_i, history); outside S, `freeze` picks which output sg() holds."""
+        m = self.network(i, x, keep)
+        if self.freeze is not None and not keep:
+            a, s = ddim_alpha_sigma(self.solver, i)
+            m = refreeze(m, x, a, s, self.problem.model.prediction_type, self.freeze)
+        return self.solver.step(i, x, m, history, self.noise(i))
 
     def run(
         self, x: torch.Tensor, history: tuple, first: int, last: int, keep: Keep, detach_at: int | None = None

@@ -50,8 +50,12 @@ class RetentionEstimator(Estimator):
         """A constant the gradient is multiplied by."""
         return 1.0
 
+    def rollout(self, problem: Problem) -> Rollout:
+        """The shared loop for this problem (estimators with loop options override)."""
+        return Rollout(problem)
+
     def estimate(self, problem: Problem) -> GradResult:
-        rollout = Rollout(problem)
+        rollout = self.rollout(problem)
         x, history, first, leaves = rollout.start()
         S = self.retained(problem, first)
         x0, _ = rollout.run(x, history, first, 1, keep_set(S), self.detach_at(problem, first))
