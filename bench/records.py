@@ -2,67 +2,24 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
-import torch
+from sdo.provenance import cpu_name, device_name, now  # noqa: F401 - bench.launch imports them from here
+from sdo.provenance import provenance as shared_provenance
 
 RAW = "raw"
 RECORDS = "records.jsonl"
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform.processor() elsewhere) and the thread count."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name} ({torch.get_num_threads()} threads)"
-
-
-def device_name(device: str) -> str:
-    """A readable name of the device a case ran on."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(dev)
-    return cpu_name()
-
-
 def provenance(argv: list[str] | None = None) -> dict:
-    """Git commit and dirty flag, library versions, host, date and the exact command of this sweep."""
-    import diffusers
-
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if dirty is None else bool(dirty),
-        "torch_version": torch.__version__,
-        "diffusers_version": diffusers.__version__,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "host": platform.node(),
-        "command": shlex.join([os.path.basename(sys.executable), *(sys.argv if argv is None else argv)]),
-    }
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    """The sweep's provenance (sdo.provenance: source commit or version, library versions, host, command);
+    the date and device are recorded per case."""
+    rec = shared_provenance(argv)
+    rec.pop("date")
+    rec.pop("threads")
+    return rec
 
 
 def records_path(out: str | Path) -> Path:
