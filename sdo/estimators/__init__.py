@@ -10,9 +10,11 @@ from .base import Estimator, RetentionEstimator, SeededStep
 from .bptt import BPTT
 from .checkpoint import Checkpoint
 from .neumann import Neumann
+from .offload import BPTTOffload
 from .reversible import Reversible
 from .sdo import SDO
 from .sdo_all import SdoAll
+from .spsa import SPSA
 from .truncated import Truncated
 
 ESTIMATORS = Registry("estimator")
@@ -28,6 +30,8 @@ register_estimator("sdo-all", SdoAll)
 register_estimator("reversible", Reversible)
 register_estimator("neumann", Neumann)
 register_estimator("adjoint", Adjoint)
+register_estimator("bptt-offload", BPTTOffload)
+register_estimator("spsa", SPSA)
 
 
 def get(name: str, **options) -> Estimator:
@@ -51,6 +55,7 @@ def names() -> list[str]:
 __all__ = [
     "Adjoint",
     "BPTT",
+    "BPTTOffload",
     "Checkpoint",
     "Estimator",
     "Neumann",
@@ -58,6 +63,7 @@ __all__ = [
     "Reversible",
     "SDO",
     "SdoAll",
+    "SPSA",
     "SeededStep",
     "Truncated",
     "get",
