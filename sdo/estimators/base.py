@@ -13,6 +13,7 @@ import time
 from ..loop import Rollout, finish, keep_set, trainable
 from ..problem import Problem
 from ..result import GradResult
+from ..theory import Prediction, first_step, prefix_forwards, vjp_kind
 
 
 @dataclasses.dataclass
@@ -33,6 +34,10 @@ class Estimator:
     def estimate(self, problem: Problem) -> GradResult:
         raise NotImplementedError(f"{type(self).__name__} must implement estimate(problem)")
 
+    def predict(self, problem: Problem) -> Prediction:
+        """Predicted NFE, FLOPs, memory class and sequential depth of one call on `problem` (sdo/theory.py)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement predict(problem) -> Prediction")
+
 
 @dataclasses.dataclass
 class RetentionEstimator(Estimator):
@@ -50,6 +55,36 @@ class RetentionEstimator(Estimator):
         """A constant the gradient is multiplied by."""
         return 1.0
 
+    def memory_class(self, problem: Problem) -> str:
+        """Activation memory in N: the number of retained graphs, |S|."""
+        return "O(|S|)"
+
+    def predict(self, problem: Problem) -> Prediction:
+        """Counts from S and the detach point: a call in S keeps a graph when its input or the leaves need
+        grad; one VJP per kept graph, chained along x (depth N + |kept|)."""
+        first = first_step(problem)
+        with peeking(self):
+            S, cut = self.retained(problem, first), self.detach_at(problem, first)
+        kept, chain, x_grad = 0, 0, problem.wrt in ("latent", "intermediate")
+        in_net = problem.wrt in ("params", "cond")
+        for i in range(first, 0, -1):
+            x_grad = x_grad and i != cut
+            if i in S and (x_grad or in_net):
+                kept, x_grad = kept + 1, True
+            chain += x_grad
+        nograd = prefix_forwards(problem) + first - kept
+        return Prediction(
+            fwd_grad=kept,
+            fwd_nograd=nograd,
+            fwd_recompute=0,
+            bwd=kept,
+            depth=problem.steps + kept,
+            memory=self.memory_class(problem),
+            bwd_params=kept * vjp_kind(problem),
+            graphs=kept,
+            states=chain,
+        )
+
     def rollout(self, problem: Problem) -> Rollout:
         """The shared loop for this problem (estimators with loop options override)."""
         return Rollout(problem)
@@ -64,6 +99,26 @@ class RetentionEstimator(Estimator):
         if c != 1.0:
             result.grads = {k: c * g for k, g in result.grads.items()}
         return result
+
+
+class peeking:
+    """Context: draws of a SeededStep inside it do not advance its stream (predict sees the next draw)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __enter__(self):
+        rng = getattr(self.estimator, "_rng", None)
+        self.state = None if rng is None else rng.getstate()
+        return self
+
+    def __exit__(self, *exc):
+        if isinstance(self.estimator, SeededStep):
+            if self.state is None:
+                self.estimator._rng = None
+            else:
+                self.estimator._rng.setstate(self.state)
+        return False
 
 
 @dataclasses.dataclass

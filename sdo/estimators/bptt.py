@@ -16,3 +16,6 @@ class BPTT(RetentionEstimator):
 
     def retained(self, problem, first):
         return set(range(1, first + 1))
+
+    def memory_class(self, problem):
+        return "O(N)"

@@ -7,6 +7,7 @@ import dataclasses
 from torch.utils.checkpoint import checkpoint
 
 from ..loop import Rollout, finish, keep_set
+from ..theory import Prediction, first_step, prefix_forwards, vjp_kind
 from .base import Estimator
 
 
@@ -21,6 +22,23 @@ class Checkpoint(Estimator):
     def __post_init__(self):
         if not isinstance(self.segment, int) or self.segment < 1:
             raise ValueError(f"checkpoint segment must be an integer >= 1; got {self.segment!r}")
+
+    def predict(self, problem):
+        """BPTT plus one recomputed forward per step; N/k boundary states and one segment's k graphs at once
+        (recomputes can run ahead of the VJP chain: depth N + N)."""
+        first = first_step(problem)
+        kept = first
+        return Prediction(
+            fwd_grad=kept,
+            fwd_nograd=prefix_forwards(problem),
+            fwd_recompute=kept,
+            bwd=kept,
+            depth=problem.steps + kept,
+            memory="O(N/k)",
+            bwd_params=kept * vjp_kind(problem),
+            graphs=min(self.segment, first),
+            states=-(-first // self.segment),
+        )
 
     def estimate(self, problem):
         rollout = Rollout(problem)

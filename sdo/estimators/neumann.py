@@ -13,6 +13,7 @@ import dataclasses
 
 import torch
 
+from ..theory import Prediction, first_step, prefix_forwards
 from .sweep import Sweep, SweepEstimator, frozen_step_vjp, leaf, network_vjp, record
 
 
@@ -93,6 +94,25 @@ class Neumann(SweepEstimator):
             raise ValueError(f"neumann K must be an integer >= 0; got {self.K!r}")
         if self.batched not in (None, True, False):
             raise ValueError(f"neumann batched must be True, False or None (auto); got {self.batched!r}")
+
+    def predict(self, problem):
+        """N no-graph forwards; K terms of N-1 VJPs and one at x_first, each VJP after a recomputed forward;
+        depth N + K + 1 (a term's VJPs are independent); the trajectory (x_i, m_i) is stored."""
+        self.check(problem)
+        first = first_step(problem)
+        K = min(self.K, first - 1)
+        vjps = K * (first - 1) + 1
+        batched = problem.device.type == "cuda" if self.batched is None else self.batched
+        return Prediction(
+            fwd_grad=0,
+            fwd_nograd=prefix_forwards(problem) + first,
+            fwd_recompute=vjps,
+            bwd=vjps,
+            depth=problem.steps + K + 1,
+            memory="O(N|x|)",
+            graphs=max(first - 1, 1) if batched and K > 0 else 1,
+            states=2 * first,
+        )
 
     def make_sweep(self, rollout, history, first, leaves):
         sweep = NeumannSweep(rollout, history, first, leaves)

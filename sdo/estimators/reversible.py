@@ -8,6 +8,7 @@ import dataclasses
 import torch
 
 from ..samplers.ddim import DDIM
+from ..theory import Prediction, vjp_kind
 from .sweep import Sweep, SweepEstimator, accumulate
 
 
@@ -110,6 +111,23 @@ class Reversible(SweepEstimator):
     def check(self, problem):
         super().check(problem)
         check_sampler(problem.solver)
+
+    def predict(self, problem):
+        """2N no-graph forwards; backward: 2N recomputed forwards (the inversion) and 2N chained VJPs, the
+        VJPs one evaluation behind the inversion (depth 2N + 2N + 1); only (x_0, y_0) are kept."""
+        self.check(problem)
+        N = problem.steps
+        return Prediction(
+            fwd_grad=0,
+            fwd_nograd=2 * N,
+            fwd_recompute=2 * N,
+            bwd=2 * N,
+            depth=4 * N + 1,
+            memory="O(1)",
+            bwd_params=2 * N * vjp_kind(problem),
+            graphs=1,
+            states=2,
+        )
 
     def make_sweep(self, rollout, history, first, leaves):
         sweep = ReversibleSweep(rollout, history, first, leaves)

@@ -40,6 +40,9 @@ class SDO(RetentionEstimator, SeededStep):
             return {self.step}
         return {self.draw(problem, 1, problem.steps)}
 
+    def memory_class(self, problem):
+        return "O(1)"
+
     def scale(self, problem):
         shared = problem.wrt in ("params", "cond")
         return float(problem.steps) if shared and self.scale_by == "N" else 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..theory import Prediction, vjp_kind
 from .sweep import Sweep, SweepEstimator, accumulate, frozen_step_vjp, network_vjp, record
 
 
@@ -33,6 +34,23 @@ class SdoAll(SweepEstimator):
     name = "sdo-all"
     exact = False
     supported_wrt = ("params", "cond")
+
+    def predict(self, problem):
+        """N no-graph forwards storing (x_i, m_i); backward: N recomputed forwards and N independent VJPs
+        (depth N + 1)."""
+        self.check(problem)
+        N = problem.steps
+        return Prediction(
+            fwd_grad=0,
+            fwd_nograd=N,
+            fwd_recompute=N,
+            bwd=N,
+            depth=N + 1,
+            memory="O(N|x|)",
+            bwd_params=N * vjp_kind(problem),
+            graphs=1,
+            states=2 * N,
+        )
 
     def make_sweep(self, rollout, history, first, leaves):
         return SdoAllSweep(rollout, history, first, leaves)

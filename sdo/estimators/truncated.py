@@ -34,5 +34,8 @@ class Truncated(RetentionEstimator, SeededStep):
         self._k = self.window(problem, first)
         return set(range(1, self._k + 1))
 
+    def memory_class(self, problem):
+        return "O(N)" if self.mode == "uniform" else "O(K)"
+
     def detach_at(self, problem, first):
         return self._k if self.detach and self._k < first else None
