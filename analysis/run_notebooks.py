@@ -1,50 +1,86 @@
-"""Execute the jupytext notebooks in analysis/notebooks/ and write the executed .ipynb files.
+"""Execute the jupytext notebooks in analysis/notebooks/ and write the executed .ipynb files with inline PNGs.
 
-python -m analysis.run_notebooks [--out results/analysis] [names ...]
+python -m analysis.run_notebooks [--out results/analysis] [--quick] [names ...]
+
+Each executed notebook starts with a provenance cell (commit, versions, device, threads, date, command).
+`--quick` sets SDO_ANALYSIS_QUICK=1, which every notebook reads to use tiny settings (the test suite's smoke run).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL_ENV = {
+    "TQDM_DISABLE": "1",  # progress bars belong in terminals, not in executed notebooks
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
+    "HF_HUB_OFFLINE": "1",
+}
 
 
-def execute(source: Path, out_dir: Path) -> Path:
+def provenance_cell(command: str):
+    """A code cell that prints where the notebook's results come from."""
+    import nbformat
+
+    source = (
+        "# provenance of this executed notebook\n"
+        "import json\n\n"
+        "from sdo.provenance import provenance\n\n"
+        f"print(json.dumps({{**provenance(), 'command': {command!r}}}, indent=1, default=str))"
+    )
+    return nbformat.v4.new_code_cell(source, metadata={"tags": ["provenance"]})
+
+
+def available() -> list[str]:
+    """Notebook names (the jupytext sources' stems)."""
+    return sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+
+
+def execute(source: Path, out_dir: Path, quick: bool = False, command: str = "") -> Path:
     """Run one percent-format notebook in the repository root; save it executed as out_dir/<name>.ipynb."""
     import jupytext
     import nbformat
     from nbclient import NotebookClient
 
     nb = jupytext.read(source)
-    root = Path(__file__).resolve().parent.parent
-    os.environ["SDO_ANALYSIS_OUT"] = str(out_dir)
-    NotebookClient(
-        nb, kernel_name="python3", timeout=1800, resources={"metadata": {"path": str(root)}}
-    ).execute()
+    nb.cells.insert(0, provenance_cell(command or f"python -m analysis.run_notebooks {source.stem}"))
+    env = {**KERNEL_ENV, "SDO_ANALYSIS_OUT": str(out_dir), "SDO_ANALYSIS_QUICK": "1" if quick else "0"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(
+            nb, kernel_name="python3", timeout=1800, resources={"metadata": {"path": str(ROOT)}}
+        ).execute()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     target = out_dir / f"{source.stem}.ipynb"
     nbformat.write(nb, target)
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m analysis.run_notebooks", description=__doc__)
     parser.add_argument("--out", default="results/analysis")
+    parser.add_argument("--quick", action="store_true", help="tiny settings (seconds per notebook)")
     parser.add_argument("names", nargs="*", help="notebook names (default: all)")
     args = parser.parse_args(argv)
-    available = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
-    names = args.names or available
-    unknown = sorted(set(names) - set(available))
+    names = args.names or available()
+    unknown = sorted(set(names) - set(available()))
     if unknown:
-        raise ValueError(f"unknown notebook(s) {unknown}; valid: {', '.join(available)}")
+        raise SystemExit(f"unknown notebook(s) {unknown}; valid: {', '.join(available())}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    command = "python -m analysis.run_notebooks " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in names:
         print(f"executing {name} ...", flush=True)
-        print(f"wrote {execute(NOTEBOOKS / f'{name}.py', out)}", flush=True)
+        print(f"wrote {execute(NOTEBOOKS / f'{name}.py', out, args.quick, command)}", flush=True)
     return 0
 
 

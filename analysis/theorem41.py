@@ -1,9 +1,13 @@
 """Tightness of the paper's Theorem 4.1 on the Picard fixed-point system of flow-matching Euler (Eq. 10).
 
-The trajectory X = (x_{N-1}, ..., x_0) solves X = F(X), F_n(X) = x_N - (1/N) sum_{i>n} u(x_i, i/N) (Eq. 8).
-With J_F = dF/dX, the exact gradient is g (I - J_F)^{-1} dF/dx_N (Eq. 13) and SDO's is g dF/dx_N (Eq. 14).
-Everything is formed as explicit matrices on a small Gaussian-mixture problem, so the bound and the error
-are exact numbers, not estimates.
+Reading used here: the unknowns are X = (x_{N-1}, ..., x_0) and x_N is the parameter, X = F(X, x_N) with
+F_n = x_N - (1/N) sum_{i>n} u(x_i, i/N) (Eq. 8); lambda = ||dF/dX|| (strictly block lower-triangular), rho =
+||dJ/dX||, L = ||dF/dx_N||. (Read literally, with x_N among the unknowns and F_N = x_N, dF/dx_{0:N} has an
+identity block and spectral radius 1, so it is never a contraction.) The exact gradient is
+g (I - J_F)^{-1} dF/dx_N (Eq. 13) and SDO's is g dF/dx_N (Eq. 14); their difference is bounded by the proof's
+lambda rho L / (1 - lambda), first order in lambda. The statement's lambda^2 rho / (1 - lambda) needs L <= lambda,
+which fails: L is of order one (1/sqrt(2) at N = 2 as lambda -> 0).
+Everything is formed as explicit matrices on small Gaussian problems, so errors and bounds are exact numbers.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ def theorem_case(
 ) -> TheoremCase:
     """Exact and SDO gradients wrt x_N of J = ||x_0 - target||^2 / 2 and the bounds of Theorem 4.1."""
     model = sdo.models.get("gmm-flow", dim=dim, spread=spread, scale=scale, seed=seed).double()
+    return case_for(model, steps, seed, spread, scale)
+
+
+def case_for(model, steps: int, seed: int = 0, spread: float = float("nan"), scale: float = float("nan")):
+    """theorem_case for any flow model on flat vectors: x_N and the target drawn from `seed`."""
+    dim = model.sample_shape[0]
     g = torch.Generator().manual_seed(seed + 1)
     x_N = torch.randn(dim, generator=g, dtype=torch.float64)
     target = torch.randn(dim, generator=g, dtype=torch.float64)
@@ -80,7 +90,7 @@ def theorem_case(
     shortcut = gX @ dFdxN
     lam = float(torch.linalg.matrix_norm(JF, 2))
     rho, lip = float(gX.norm()), float(torch.linalg.matrix_norm(dFdxN, 2))
-    contraction = lam < 1
+    bounds = stated_and_proof_bounds(lam, rho, lip)
     return TheoremCase(
         steps,
         dim,
@@ -90,12 +100,62 @@ def theorem_case(
         rho,
         lip,
         float((exact - shortcut).norm()),
-        lam**2 * rho / (1 - lam) if contraction else float("inf"),
-        lam * rho * lip / (1 - lam) if contraction else float("inf"),
+        *bounds,
         float(exact.norm()),
         float(shortcut.norm()),
         float(exact @ shortcut / (exact.norm() * shortcut.norm())),
     )
+
+
+def stated_and_proof_bounds(lam: float, rho: float, lip: float) -> tuple[float, float]:
+    """(lambda^2 rho / (1 - lambda), lambda rho L / (1 - lambda)); NaN where lambda >= 1 (no contraction)."""
+    if not lam < 1:
+        return float("nan"), float("nan")
+    return lam**2 * rho / (1 - lam), lam * rho * lip / (1 - lam)
+
+
+def affine_gaussian(dim: int = 2, variance: float = 0.5):
+    """Rectified flow to data N(0, variance I): the velocity is linear in x, u(x, t) = a(t) x with
+    a(t) = (t - (1 - t) s^2) / ((1 - t)^2 s^2 + t^2), so its Jacobian is the same everywhere."""
+    from sdo.models.gmm import GaussianMixtureDenoiser
+    from sdo.schedule import FLOW_SCHEDULE
+
+    mean = torch.zeros(1, dim, dtype=torch.float64)
+    cov = torch.full((1, dim), variance, dtype=torch.float64)
+    model = GaussianMixtureDenoiser(mean, cov, schedule=FLOW_SCHEDULE, prediction_type="flow")
+    return model.double()
+
+
+def variance_for_lambda(lam: float) -> float:
+    """The data variance s^2 whose N = 2 Picard contraction is lambda: lambda = |a(1/2)| / 2 = (1 - s^2) / (1 + s^2)."""
+    return (1 - lam) / (1 + lam)
+
+
+def lambda_sweep(lams=(0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3), steps: int = 2, dim: int = 2, seeds=(0, 1, 2)):
+    """Theorem 4.1's quantities on the affine Gaussian as lambda -> 0 (exact N = 2 targets; any N allowed)."""
+    import pandas as pd
+
+    rows = []
+    for lam in lams:
+        for seed in seeds:
+            case = case_for(affine_gaussian(dim, variance_for_lambda(lam)), steps, seed, scale=lam)
+            rows.append({**asdict(case), "lambda_target": lam})
+    return with_tightness(pd.DataFrame(rows))
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x."""
+    import numpy as np
+
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def with_tightness(df):
+    """Add error / bound columns (NaN where the theorem does not apply)."""
+    df["tight_stated"] = df["error"] / df["bound_stated"]
+    df["tight_proof"] = df["error"] / df["bound_proof"]
+    return df
 
 
 def theorem_table(steps=(5, 10, 20, 40), scales=(0.1, 0.3, 1.0), dim: int = 2, seeds=(0, 1, 2)):
@@ -103,7 +163,4 @@ def theorem_table(steps=(5, 10, 20, 40), scales=(0.1, 0.3, 1.0), dim: int = 2, s
     import pandas as pd
 
     rows = [asdict(theorem_case(n, dim, 1.0, s, seed)) for n in steps for s in scales for seed in seeds]
-    df = pd.DataFrame(rows)
-    df["tight_stated"] = df["error"] / df["bound_stated"]
-    df["tight_proof"] = df["error"] / df["bound_proof"]
-    return df
+    return with_tightness(pd.DataFrame(rows))
