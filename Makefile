@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: all venv test lint pytest benchmark benchmark-full models tasks analysis clean
+.PHONY: all venv test lint pytest benchmark benchmark-full models tasks analysis lab clean
 
 all: test
 
@@ -53,8 +53,14 @@ models: $(STAMP)
 tasks: $(STAMP)
 	$(PY) -m sdo.tasks all --out results/tasks
 
+ANALYSIS_ARGS ?=
 analysis: $(STAMP)
-	$(PY) -m analysis.run_notebooks --out results/analysis
+	$(PY) -m analysis.run_notebooks --out results/analysis $(ANALYSIS_ARGS)
+
+# JupyterLab on the notebooks (jupytext .py sources open as notebooks: right-click > Open With > Notebook).
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=analysis/notebooks $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
