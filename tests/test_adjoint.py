@@ -5,6 +5,7 @@ import pytest
 from conftest import make_problem
 
 import sdo
+from sdo.schedule import FLOW_SCHEDULE
 
 # Fitted log-log slope of rel. error vs N (N = 20..320) on the default mixture, wrt x_N, when written:
 # -0.82 (errors 0.95, 0.64, 0.37, 0.20, 0.10); wrt theta: -0.79. Asymptotically O(1/N).
@@ -48,6 +49,26 @@ def test_gradient_converges_to_bptt(wrt):
     assert all(b < a for a, b in zip(errs, errs[1:]))
 
 
+@pytest.mark.parametrize("sampler,tol", [("ddim", 1e-12), ("flow-euler", 1e-6)])
+@pytest.mark.parametrize("wrt", ["latent", "params"])
+def test_flow_models_euler_on_the_grid_reproduces_the_sampler(sampler, tol, wrt):
+    """Rectified flow: Euler in sigma on the sampler's grid is flow-Euler (diffusers steps in float32)."""
+    problem = make_problem("gmm-flow", sampler, steps=10, wrt=wrt)
+    ref, res = sdo.grad(problem, "bptt"), sdo.grad(problem, "adjoint")
+    assert res.ok and (res.x0 - ref.x0).abs().max() < tol
+    assert 0 < rel(res.flat(), ref.flat()) < 1  # the continuous adjoint: close, not exact at N = 10
+
+
+def test_flow_gradient_converges_to_bptt():
+    Ns = [20, 40, 80]
+    errs = []
+    for N in Ns:
+        problem = make_problem("gmm-flow", steps=N, objective=sdo.objectives.get("target-mse", seed=1234))
+        errs.append(rel(sdo.grad(problem, "adjoint").flat(), sdo.grad(problem, "bptt").flat()))
+    slope = np.polyfit(np.log(Ns), np.log(errs), 1)[0]
+    assert slope < -0.8 and all(b < a for a, b in zip(errs, errs[1:])), (slope, errs)
+
+
 def test_adaptive_solver_converges_with_tolerance():
     """dopri5 solves the ODE itself: its x_0 approaches a fine-grid Euler solve as rtol shrinks."""
     fine = sdo.grad(make_problem(steps=1000), "adjoint")
@@ -66,7 +87,7 @@ def test_bad_options_and_problems():
         sdo.estimators.get("adjoint", rtol=0.0)
     with pytest.raises(ValueError, match="supported: latent, params, cond"):
         sdo.grad(make_problem(wrt="intermediate", intermediate_step=2), "adjoint")
-    with pytest.raises(ValueError, match="not flow"):
-        sdo.grad(make_problem("gmm-flow"), "adjoint")
+    with pytest.raises(ValueError, match="flow-schedule models with velocity outputs"):
+        sdo.grad(make_problem("gmm", schedule=FLOW_SCHEDULE), "adjoint")
     with pytest.raises(ValueError, match="deterministic"):
         sdo.grad(make_problem(sampler_options={"eta": 1.0}), "adjoint")

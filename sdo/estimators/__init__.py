@@ -19,6 +19,7 @@ from .sdo import SDO
 from .sdo_all import SdoAll
 from .spsa import SPSA
 from .truncated import Truncated
+from .tweedie import Tweedie
 
 ESTIMATORS = Registry("estimator")
 register_estimator = ESTIMATORS.register
@@ -32,6 +33,7 @@ register_estimator("sdo", SDO)
 register_estimator("sdo-all", SdoAll)
 register_estimator("reversible", Reversible)
 register_estimator("reversible-mf", ReversibleMF)
+register_estimator("tweedie", Tweedie)
 register_estimator("neumann", Neumann)
 register_estimator("adjoint", Adjoint)
 register_estimator("adjoint-deis", AdjointDEIS)
@@ -79,6 +81,7 @@ __all__ = [
     "SPSA",
     "SeededStep",
     "Truncated",
+    "Tweedie",
     "get",
     "names",
     "register_estimator",
