@@ -17,6 +17,7 @@ COLUMNS = [
     "options",
     "cosine",
     "rel_err",
+    "norm_ratio",
     "grad_norm",
     "ref_norm",
     "nfe_fwd_grad",
@@ -43,21 +44,33 @@ def _spec(entry) -> tuple[str, dict]:
 
 
 def accuracy(result: GradResult, ref: GradResult) -> dict[str, float]:
-    """Cosine similarity and relative L2 error of `result` to `ref` (NaN unless both are finite)."""
+    """Cosine similarity, relative L2 error and norm ratio ||g_hat|| / ||g|| of `result` to `ref` (NaN unless
+    both are finite): cosine alone hides magnitude errors."""
+    nan = math.nan
     if not (result.ok and ref.ok):
-        return {"cosine": math.nan, "rel_err": math.nan, "grad_norm": result.norm(), "ref_norm": ref.norm()}
+        return {
+            "cosine": nan,
+            "rel_err": nan,
+            "norm_ratio": nan,
+            "grad_norm": result.norm(),
+            "ref_norm": ref.norm(),
+        }
     g, r = result.flat(), ref.flat()
     gn, rn = float(g.norm()), float(r.norm())
-    cos = float(g @ r / (gn * rn)) if gn > 0 and rn > 0 else math.nan
-    rel = float((g - r).norm() / rn) if rn > 0 else math.nan
-    return {"cosine": cos, "rel_err": rel, "grad_norm": gn, "ref_norm": rn}
+    cos = float(g @ r / (gn * rn)) if gn > 0 and rn > 0 else nan
+    rel = float((g - r).norm() / rn) if rn > 0 else nan
+    ratio = gn / rn if rn > 0 else nan
+    return {"cosine": cos, "rel_err": rel, "norm_ratio": ratio, "grad_norm": gn, "ref_norm": rn}
 
 
 def _row(name: str, options: dict, result: GradResult | None, ref: GradResult, error: str = "") -> dict:
     row = {"estimator": name, "options": options or "", "error": error}
     if result is None:
         status = "oom" if "out of memory" in error.lower() else "error"
-        row.update(cosine=math.nan, rel_err=math.nan, grad_norm=math.nan, ref_norm=ref.norm(), status=status)
+        row.update(
+            cosine=math.nan, rel_err=math.nan, norm_ratio=math.nan, grad_norm=math.nan, ref_norm=ref.norm()
+        )
+        row["status"] = status
         return row
     row.update(accuracy(result, ref))
     row.update({k: result.stats.get(k, 0) for k in COLUMNS if k.startswith("nfe_")})

@@ -42,6 +42,7 @@ def test_columns_counts_and_approximate_estimators():
     assert math.isclose(
         sdo_row.cosine, float(torch.nn.functional.cosine_similarity(g, ref, dim=0)), rel_tol=1e-12
     )
+    assert math.isclose(sdo_row.norm_ratio, float(g.norm() / ref.norm()), rel_tol=1e-12)
     assert sdo_row.rel_err > 1e-3 and sdo_row.nfe_fwd_grad == 1 and sdo_row.nfe_fwd_nograd == N - 1
     assert df.iloc[2].options == {"K": 1} and df.iloc[2].rel_err < sdo_row.rel_err
 
