@@ -1,4 +1,7 @@
-"""Command line: `python -m sdo grad ...` (one gradient, one readable line or --json) and `python -m sdo list`."""
+"""Command line: `python -m sdo grad ...` (one gradient, one readable line or --json) and `python -m sdo list`.
+
+Exit status: 0 ok, 1 non-finite loss or gradient, 2 bad input, 3 runtime failure (e.g. out of memory),
+130 interrupted. Every failure is one line on stderr."""
 
 from __future__ import annotations
 
@@ -9,9 +12,16 @@ import sys
 import torch
 
 from . import estimators, models, objectives, samplers
-from .problem import WRT, Problem
+from .problem import DTYPES, WRT, Problem, dtype_of
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+EXIT_OK, EXIT_NONFINITE, EXIT_BAD_INPUT, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit 2), like every other error here."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_value(text: str):
@@ -39,7 +49,9 @@ def parse_options(pairs: list[str]) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sdo", description=__doc__)
+    parser = OneLineParser(
+        prog="python -m sdo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grad", help="compute one gradient and print its diagnostics")
     g.add_argument(
@@ -64,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_problem(args) -> Problem:
     """The Problem the `grad` arguments describe."""
-    if args.dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {args.dtype!r}; valid: {', '.join(DTYPES)}")
+    dtype = dtype_of(args.dtype)
     model = models.get(args.model, seed=args.seed)
     if args.objective == "style":
         g = torch.Generator().manual_seed(args.seed + 1)
@@ -81,7 +92,7 @@ def make_problem(args) -> Problem:
         batch=args.batch,
         intermediate_step=args.k,
         params=args.params,
-        dtype=DTYPES[args.dtype],
+        dtype=dtype,
         device=args.device,
     )
 
@@ -124,8 +135,22 @@ def main(argv: list[str] | None = None) -> int:
         estimator = estimators.get(args.estimator, **opts)
         res = estimator(make_problem(args))
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(EXIT_BAD_INPUT, str(e))
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        return fail(EXIT_RUNTIME, f"out of memory: {e}")
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted")
+    except Exception as e:  # noqa: BLE001 - any other failure is a runtime failure, reported in one line
+        return fail(EXIT_RUNTIME, f"runtime failure: {type(e).__name__}: {e}")
     rec = summary(args, res)
     print(json.dumps(rec, default=str) if args.json else format_line(rec))
-    return 0 if res.ok else 1
+    if not res.ok:
+        return fail(EXIT_NONFINITE, f"the result is not finite (status={res.status})")
+    return EXIT_OK
+
+
+def fail(code: int, message: str) -> int:
+    """Print `python -m sdo: error: message` as one line on stderr; return the exit status."""
+    text = " ".join(message.split())
+    print(f"python -m sdo: error: {text}", file=sys.stderr)
+    return code

@@ -104,7 +104,7 @@ class Rollout:
 def finish(rollout: Rollout, x0: torch.Tensor, leaves: dict[str, torch.Tensor], **stats) -> GradResult:
     """loss = J(D(x_0)); gradients of the leaves; a non-finite loss or gradient sets the status."""
     problem = rollout.problem
-    loss = problem.objective(problem.model.decode(x0))
+    loss = problem.loss(x0)
     stats = {"status": "ok", **stats}
     if not torch.isfinite(loss):
         grads = {k: torch.full_like(v, float("nan")) for k, v in leaves.items()}

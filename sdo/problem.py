@@ -23,7 +23,12 @@ class Problem:
 
     The latent z is standard normal (x_N = init_scale * z); stochastic samplers get one explicit noise
     tensor per step. Both are drawn from `seed` unless given. `params` selects a named subset of theta
-    by regular expressions (searched in parameter names); None means all network parameters.
+    by regular expressions (one string is one pattern; searched in parameter names); None means all
+    network parameters. `dtype` is a torch dtype or its name ("float32").
+
+    Nothing the caller passed is changed: a model (or nn.Module objective) already in `dtype` on `device`
+    is shared with the caller (its parameters are the ones differentiated); otherwise this Problem holds
+    a converted copy. Tensors (latent, cond, noise) are copied when converted, never modified.
     """
 
     model: Denoiser
@@ -42,12 +47,15 @@ class Problem:
     solver: Sampler = field(init=False, repr=False)
 
     def __post_init__(self):
+        self.dtype, self.device = dtype_of(self.dtype), device_of(self.device)
+        if isinstance(self.params, str):
+            self.params = [self.params]
         self._validate_kinds()
-        self.device = torch.device(self.device)
-        self.model.to(device=self.device, dtype=self.dtype)
+        self.model = converted(self.model, self.dtype, self.device)
         if isinstance(self.objective, nn.Module):
-            self.objective.to(device=self.device, dtype=self.dtype)
+            self.objective = converted(self.objective, self.dtype, self.device)
         self.solver = self.sampler.build(self.model)
+        self._validate_grid()
         g = torch.Generator().manual_seed(self.seed)
         shape = (self.batch, *self.model.sample_shape)
         if self.latent is None:
@@ -91,6 +99,17 @@ class Problem:
         if self.wrt == "params" and not self.parameter_names():
             raise ValueError(f"params patterns {list(self.params or [])} match no parameter of the model")
 
+    def _validate_grid(self) -> None:
+        """The sampler's timesteps must strictly decrease and stay >= 0 (more steps than the training
+        schedule has timesteps would repeat them)."""
+        ts = [float(self.solver.timestep(i)) for i in range(self.steps, 0, -1)]
+        if min(ts) < 0 or any(b >= a for a, b in zip(ts, ts[1:])):
+            T = self.model.schedule.num_train_timesteps
+            raise ValueError(
+                f"sampler {self.sampler.name!r} with {self.steps} steps gives repeated or negative "
+                f"timesteps on a model trained with {T} timesteps; use steps <= {T}"
+            )
+
     def _validate_shapes(self, shape: tuple[int, ...]) -> None:
         if tuple(self.latent.shape) != shape:
             raise ValueError(
@@ -108,12 +127,20 @@ class Problem:
         ):
             raise ValueError(f"noise must be {self.steps} tensors of shape {shape}")
 
+    def loss(self, x0: torch.Tensor) -> torch.Tensor:
+        """J(D(x_0)) as a 0-dim tensor (ValueError when the objective does not return one value)."""
+        loss = self.objective(self.model.decode(x0))
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            what = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"the objective must return a scalar tensor (one value); it returned {what}")
+        return loss.reshape(())
+
     def parameter_names(self) -> list[str]:
         """theta's selected parameter names (all network parameters when `params` is None)."""
         names = list(self.model.network_parameters())
         if self.params is None:
             return names
-        pats = [re.compile(p) for p in self.params]
+        pats = [_regex(p) for p in self.params]
         return [n for n in names if any(p.search(n) for p in pats)]
 
     def parameters(self) -> dict[str, nn.Parameter]:
@@ -124,6 +151,78 @@ class Problem:
     def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> Problem:
         """A copy with its own model, in another dtype and/or on another device."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        fields.update(model=copy.deepcopy(self.model), objective=copy.deepcopy(self.objective))
-        fields.update(dtype=dtype or self.dtype, device=device or self.device)
-        return Problem(**fields)
+        dtype, device = dtype_of(dtype or self.dtype), device_of(device or self.device)
+        own = {}
+        for key in ("model", "objective"):
+            obj = getattr(self, key)
+            own[key] = obj if _needs_conversion(obj, dtype, device) else copy.deepcopy(obj)
+        return Problem(**{**fields, **own, "dtype": dtype, "device": device})
+
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def dtype_of(dtype: torch.dtype | str) -> torch.dtype:
+    """A floating torch dtype from itself or its name ("float32", "torch.float64")."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    name = dtype.removeprefix("torch.") if isinstance(dtype, str) else None
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def device_of(device: str | torch.device) -> torch.device:
+    """A torch device that exists on this machine (ValueError naming the valid ones otherwise)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda, cuda:k, mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available; use cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {str(device)!r} does not exist; this machine has cuda:0..cuda:{n - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} requested but MPS is not available; use cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {str(device)!r}; valid: cpu, cuda, cuda:k, mps")
+    return dev
+
+
+def _regex(pattern: str) -> re.Pattern:
+    if not isinstance(pattern, str):
+        raise ValueError(f"params must be regular expressions (strings); got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"invalid params regular expression {pattern!r}: {e}") from None
+
+
+def _needs_conversion(obj, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether an nn.Module holds a floating tensor of another dtype or on another device."""
+    if not isinstance(obj, nn.Module):
+        return False
+    for t in (*obj.parameters(), *obj.buffers()):
+        if t.is_floating_point() and (t.dtype != dtype or not _same_device(t.device, device)):
+            return True
+    return False
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    return a.index == b.index or None in (a.index, b.index) and (a.index or 0) == (b.index or 0)
+
+
+def converted(module: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """`module` itself when already in dtype on device, else a converted copy (the original is untouched)."""
+    if not _needs_conversion(module, dtype, device):
+        return module
+    return copy.deepcopy(module).to(device=device, dtype=dtype)

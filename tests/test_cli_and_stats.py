@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -92,3 +93,59 @@ def test_problem_to_copies_the_model():
     torch.testing.assert_close(
         sdo.grad(p64, "bptt").x0.float(), sdo.grad(problem, "bptt").x0, rtol=1e-5, atol=1e-6
     )
+
+
+BAD_INPUT = [
+    ["--model", "/no/such/dir"],
+    ["--device", "gpu"],
+    ["--wrt", "params", "--params", "(["],
+    ["--option", "step=x"],
+    ["--dtype", "float33"],
+    ["--steps", "1001"],
+    ["--estimator", "draft"],
+    ["--steps", "many"],  # an argparse error is one line too
+]
+
+
+def _exit_code(argv: list[str]) -> int:
+    """main's return value, or the status of the SystemExit argparse raises."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("extra", BAD_INPUT)
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, extra):
+    assert _exit_code(["grad", "--steps", "3", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m sdo") and "error: " in err
+
+
+def test_cli_nonfinite_result_exits_1_with_its_line(capsys, monkeypatch):
+    inf = sdo.objectives.get("callable", fn=lambda x: (x * float("inf")).sum())
+    monkeypatch.setattr("sdo.cli.make_problem", lambda args: make_problem("gmm", steps=3, objective=inf))
+    assert main(["grad", "--steps", "3"]) == 1
+    out, err = capsys.readouterr()
+    assert "status=nonfinite" in out and err.count("\n") == 1 and "not finite" in err
+
+
+@pytest.mark.parametrize("exc,needle", [(torch.OutOfMemoryError("CUDA out of memory"), "out of memory"),
+                                        (RuntimeError("boom\nsecond line"), "runtime failure: RuntimeError: boom")])  # fmt: skip
+def test_cli_runtime_failure_exits_3_in_one_line(capsys, monkeypatch, exc, needle):
+    def fail(args):
+        raise exc
+
+    monkeypatch.setattr("sdo.cli.make_problem", fail)
+    assert main(["grad"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err
+
+
+def test_readme_example_line_is_what_the_cli_prints(capsys):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    example = re.search(r"`(sdo (\S+) ddim N=(\d+) wrt=latent: [^`]*)`", readme)
+    assert main(["grad", "--model", example.group(2), "--steps", example.group(3), "--estimator", "sdo"]) == 0
+    printed = capsys.readouterr().out.strip()
+    number = re.compile(r"-?\d[\d.e+-]*|nan")
+    assert number.sub("#", printed) == number.sub("#", example.group(1))

@@ -32,11 +32,16 @@ class SDO(RetentionEstimator, SeededStep):
         return Rollout(problem, freeze=self.freeze)
 
     def retained(self, problem, first):
+        if self.step is not None and not (isinstance(self.step, int) and 1 <= self.step <= problem.steps):
+            raise ValueError(f"SDO step must be an integer in 1..{problem.steps}; got {self.step!r}")
         if problem.wrt in ("latent", "intermediate"):
+            if self.step not in (None, first):
+                raise ValueError(
+                    f"SDO wrt={problem.wrt!r} keeps the graph of the first differentiated step only "
+                    f"(S = {{{first}}}, Eq. 15); `step` chooses i' for wrt params or cond; got step={self.step}"
+                )
             return {first}
         if self.step is not None:
-            if not 1 <= self.step <= problem.steps:
-                raise ValueError(f"SDO step must be in 1..{problem.steps}; got {self.step}")
             return {self.step}
         return {self.draw(problem, 1, problem.steps)}
 

@@ -38,4 +38,12 @@ class Truncated(RetentionEstimator, SeededStep):
         return "O(N)" if self.mode == "uniform" else "O(K)"
 
     def detach_at(self, problem, first):
-        return self._k if self.detach and self._k < first else None
+        if not (self.detach and self._k < first):
+            return None
+        if problem.wrt in ("latent", "intermediate"):
+            raise ValueError(
+                f"estimator {self.name!r} does not support wrt={problem.wrt!r} with a window of K={self._k} "
+                f"< {first} steps: x is detached before the window, so no gradient reaches the "
+                f"{problem.wrt}; use K={first}, detach=False ('truncated'), or wrt params or cond"
+            )
+        return self._k

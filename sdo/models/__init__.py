@@ -47,6 +47,9 @@ register_model(
 
 def get(name: str, seed: int = 0, **options) -> Denoiser:
     """Build model `name` with weights seeded by `seed`, or load a local diffusers directory path."""
+    if isinstance(name, str) and name not in MODELS and (os.sep in name or name.startswith((".", "~"))):
+        if not os.path.exists(name):
+            raise ValueError(f"model path {name!r} does not exist (registered models: {', '.join(names())})")
     if isinstance(name, str) and name not in MODELS and os.path.isdir(name):
         return load_local(name, **options)
     MODELS.check(name)

@@ -33,6 +33,15 @@ def _schedule(root: Path) -> tuple[NoiseSchedule, str]:
     return NoiseSchedule(), "epsilon"
 
 
+def _pretrained(cls, path: Path):
+    """cls.from_pretrained(path) from local files; an unreadable, truncated or corrupt file is a ValueError."""
+    try:
+        return cls.from_pretrained(path, local_files_only=True)
+    except OSError as e:
+        reason = " ".join(str(e).split())
+        raise ValueError(f"cannot load the {cls.__name__} in {path}: {reason}") from e
+
+
 def _unet_dir(root: Path) -> Path:
     for p in (root / "unet", root):
         if (p / "config.json").exists():
@@ -55,11 +64,11 @@ def load_local(path: str | Path, tokens: int = 77) -> UNetDenoiser:
         )
     schedule, pred = _schedule(root)
     if cls_name == "UNet2DModel":
-        unet = UNet2DModel.from_pretrained(udir, local_files_only=True)
+        unet = _pretrained(UNet2DModel, udir)
         return UNetDenoiser(unet, schedule, pred)
-    unet = UNet2DConditionModel.from_pretrained(udir, local_files_only=True)
+    unet = _pretrained(UNet2DConditionModel, udir)
     decoder = None
     if (root / "vae" / "config.json").exists():
-        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True)
+        vae = _pretrained(AutoencoderKL, root / "vae")
         decoder = LatentDecoder(vae, vae.config.scaling_factor)
     return UNetDenoiser(unet, schedule, pred, (tokens, unet.config.cross_attention_dim), decoder)

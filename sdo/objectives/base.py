@@ -26,6 +26,10 @@ class TargetMSE(nn.Module):
 
     def __init__(self, target: torch.Tensor | None = None, seed: int = 1234):
         super().__init__()
+        if target is not None and not isinstance(target, torch.Tensor):
+            raise ValueError(
+                f"target must be a torch.Tensor of the decoded sample's shape; got {type(target).__name__}"
+            )
         self.target, self.seed = target, seed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
