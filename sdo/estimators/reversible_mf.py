@@ -25,6 +25,7 @@ import dataclasses
 
 import torch
 
+from ..theory import Prediction, first_step, prefix_forwards, vjp_kind
 from .sweep import Sweep, SweepEstimator, accumulate, leaf
 
 AFFINE_RTOL = 1e-5  # diffusers computes some steps in float32
@@ -170,6 +171,23 @@ class ReversibleMF(SweepEstimator):
     def __post_init__(self):
         if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 < self.lam <= 1:
             raise ValueError(f"reversible-mf lam must be a number in (0, 1]; got {self.lam!r}")
+
+    def predict(self, problem):
+        """2 no-graph forwards per step; in backward each is recomputed with its VJP; (y_0, z_0) stored.
+        Depth: 2N forwards, then the inversion chain with the VJPs one behind (4N + 1)."""
+        self.check(problem)
+        calls = 2 * first_step(problem)
+        return Prediction(
+            fwd_grad=0,
+            fwd_nograd=prefix_forwards(problem) + calls,
+            fwd_recompute=calls,
+            bwd=calls,
+            depth=prefix_forwards(problem) + 2 * calls + 1,
+            memory="O(1)",
+            bwd_params=calls * vjp_kind(problem),
+            graphs=1,
+            states=2,
+        )
 
     def make_sweep(self, rollout, history, first, leaves):
         sweep = ReversibleMFSweep(rollout, history, first, leaves)
