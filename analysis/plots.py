@@ -65,23 +65,110 @@ def plot_theorem(df, path: str | None = None):
     return _save(fig, path)
 
 
-def plot_depth(profiles: dict, path: str):
-    """Cotangent norms vs step i per model, in x (left) and x_bar = x/alpha (right): BPTT solid, the linear
-    chain alone dashed."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, suffix, label in zip(
-        axes, ("", "_xbar"), ("||dJ/dx_i||", "||dJ/dx_bar_i|| = alpha_i ||dJ/dx_i||")
-    ):
-        for (name, df), color in zip(profiles.items(), colors):
-            ax.semilogy(df["step"], df["bptt" + suffix], "-", color=color, label=f"{name}: BPTT")
-            ax.semilogy(
-                df["step"], df["linear_chain" + suffix], "--", color=color, label=f"{name}: linear chain"
+def _band(ax, x, grp, col, style, label):
+    q = grp.groupby(x)[col].quantile([0.1, 0.5, 0.9]).unstack()
+    ax.plot(q.index, q[0.5], label=label, **style)
+    ax.fill_between(q.index, q[0.1], q[0.9], color=style["color"], alpha=0.2, lw=0)
+
+
+def plot_norm_vs_depth(norms, title: str, path: str | None = None):
+    """Gradient norm vs backprop depth K (truncated; K = N is BPTT), SDO and sdo-all as points; median and
+    10-90 % band over samples, one panel per model."""
+    groups = list(norms.groupby("model"))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    for ax, (model, g) in zip(axes[0], groups):
+        trunc = g[g.method == "truncated"]
+        _band(
+            ax,
+            "depth",
+            trunc,
+            "norm",
+            dict(color=PALETTE[0], marker="o", ls="-"),
+            "truncated to the last K steps",
+        )
+        for k, method in enumerate(("sdo", "sdo-all"), start=1):
+            v = g[g.method == method]["norm"]
+            ax.errorbar(
+                [1],
+                [v.median()],
+                yerr=[[v.median() - v.quantile(0.1)], [v.quantile(0.9) - v.median()]],
+                color=PALETTE[k],
+                marker=MARKERS[k],
+                capsize=4,
+                ls="none",
+                label=method,
             )
-        ax.invert_xaxis()
-        ax.set_xlabel("step i (backprop runs from x_0 on the right to x_N on the left)")
-        ax.set_ylabel(label)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return fig
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(trunc["depth"].unique()))
+        ax.set_xlabel("backprop depth K (steps whose network call keeps its graph)")
+        ax.set_ylabel("||grad_theta J||")
+        ax.set_title(model, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_depth_bands(profiles, title: str, path: str | None = None):
+    """Cotangent norms vs step i in x_bar = x/alpha per model: BPTT (solid) and the frozen chain (dashed), median
+    and 10-90 % band over samples."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, (model, g) in enumerate(profiles.groupby("model")):
+        _band(ax, "step", g, "bptt_xbar", dict(color=PALETTE[k], ls="-", marker=MARKERS[k]), f"{model}: BPTT")
+        _band(ax, "step", g, "linear_chain_xbar", dict(color=PALETTE[k], ls="--"), f"{model}: frozen chain")
+    ax.set_yscale("log")
+    ax.invert_xaxis()
+    steps = sorted(profiles["step"].unique())
+    ax.set_xticks(steps if len(steps) <= 12 else steps[:: max(1, len(steps) // 10)])
+    ax.set_xlabel("step i (backprop runs from x_0 on the right to x_N on the left)")
+    ax.set_ylabel("||dJ/dx_bar_i|| = alpha_i ||dJ/dx_i||")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_steps(table, hue: str, path: str | None = None, x: str = "steps"):
+    """Cosine (left) and norm ratio ||g_hat|| / ||g|| (right, log) against `x`, one line per `hue`, one row per
+    (model, wrt); bars span the 10-90 % range over samples."""
+    groups = list(table.groupby(["model", "wrt"]))
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.4 * len(groups)), squeeze=False)
+    for row, ((model, wrt), grp) in zip(axes, groups):
+        for k, (name, g) in enumerate(grp.groupby(hue, sort=False)):
+            g = g.sort_values(x)
+            style = dict(
+                color=PALETTE[k % 8], marker=MARKERS[k % 8], ls=LINES[k % 4], capsize=3, label=str(name)
+            )
+            cos_err = [g["cosine"] - g["cosine_lo"], g["cosine_hi"] - g["cosine"]]
+            row[0].errorbar(g[x], g["cosine"], yerr=cos_err, **style)
+            ratio = g["norm_ratio"].where(g["norm_ratio"] > 0)
+            rat_err = [ratio - g["ratio_lo"].where(g["ratio_lo"] > 0), g["ratio_hi"] - ratio]
+            row[1].errorbar(g[x], ratio, yerr=rat_err, **style)
+        row[0].set_ylabel("cosine to exact")
+        row[1].set_ylabel("||g_hat|| / ||g||")
+        row[1].set_yscale("log")
+        row[1].axhline(1.0, color="k", lw=0.8)
+        for ax in row:
+            ax.set_xlabel("sampler steps N" if x == "steps" else x)
+            ax.set_title(f"{model}, wrt {wrt}", fontsize=10)
+            if x == "steps":
+                ax.set_xticks(sorted(table[x].unique()))
+        row[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_mechanism(mech, sdo_rows, path: str | None = None):
+    """SDO's norm ratio against the chain overshoot (frozen gain / true gain), one point per sample."""
+    merged = mech.merge(sdo_rows[["model", "steps", "seed", "norm_ratio"]], on=["model", "steps", "seed"])
+    fig, ax = plt.subplots(figsize=(6, 4.4))
+    for k, ((model, steps), g) in enumerate(merged.groupby(["model", "steps"])):
+        ax.loglog(
+            g["overshoot"], g["norm_ratio"], MARKERS[k % 8], color=PALETTE[k % 8], label=f"{model}, N={steps}"
+        )
+    if len(merged):
+        lo = min(merged["overshoot"].min(), merged["norm_ratio"].min())
+        hi = max(merged["overshoot"].max(), merged["norm_ratio"].max())
+        ax.loglog([lo, hi], [lo, hi], "k--", lw=1, label="equal")
+    ax.set_xlabel("frozen chain gain / true gain  (x_{N-1} -> x_0)")
+    ax.set_ylabel("SDO ||g_hat|| / ||g||  (wrt x_N)")
+    ax.set_title("Why SDO's latent gradient is too long on trained models")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
