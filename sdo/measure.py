@@ -1,13 +1,19 @@
-"""Deterministic and measured costs: FLOPs, saved-tensor bytes, wall time, peak memory (DESIGN.md Sec. 4)."""
+"""Deterministic and measured costs: FLOPs, saved-tensor bytes, live tensor bytes, wall time, peak memory
+(DESIGN.md Sec. 4)."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -52,15 +58,15 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 
 class _Held:
-    """A saved tensor as autograd holds it; counts its storage while any graph holds it."""
+    """A saved tensor as autograd holds it, kept as a detached alias: holding the tensor itself (with its
+    grad_fn) would make node -> saved variable -> this -> tensor -> node a cycle through C++ that gc cannot
+    break, keeping every graph built with retain_graph=True alive. Counts its storage while held."""
 
-    def __init__(self, t: torch.Tensor, out: SavedBytes, refs: dict, seen: set):
-        self.t, self.key, self.out, self.refs = t, _storage_key(t), out, refs
-        if self.key not in seen:
-            seen.add(self.key)
-            out.total += self.key[2]
+    def __init__(self, t: torch.Tensor, out: SavedBytes, refs: dict):
+        self.t, self.key, self.out, self.refs = t.detach(), _storage_key(t), out, refs
         refs[self.key] = refs.get(self.key, 0) + 1
-        if refs[self.key] == 1:
+        if refs[self.key] == 1:  # a storage no live graph holds yet (an address reused later counts again)
+            out.total += self.key[2]
             out.live += self.key[2]
             out.peak = max(out.peak, out.live)
 
@@ -73,10 +79,108 @@ class _Held:
 
 @contextlib.contextmanager
 def saved_tensor_bytes() -> Iterator[SavedBytes]:
-    """Context measuring the autograd graph's saved-tensor bytes (deterministic memory proxy)."""
-    out, refs, seen = SavedBytes(), {}, set()
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: _Held(t, out, refs, seen), lambda held: held.t):
+    """Context measuring the autograd graph's saved-tensor bytes (deterministic memory proxy). Saves made
+    under an inner saved-tensor hook (torch.utils.checkpoint, save_on_cpu) are not seen: use live_tensor_bytes
+    for the whole call's memory."""
+    out, refs = SavedBytes(), {}
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: _Held(t, out, refs), lambda held: held.t):
         yield out
+
+
+@dataclass
+class LiveBytes:
+    """Bytes of tensor storages allocated inside a block and still alive: `peak` the most at once, `live` now,
+    `allocated` the sum over every storage, `held_at_exit` what the block left alive (0 unless it leaked or
+    returned tensors). Exact logical sizes (no allocator rounding), identical run to run."""
+
+    live: int = 0
+    peak: int = 0
+    allocated: int = 0
+    held_at_exit: int | None = None
+
+
+class _LiveBytesMode(TorchDispatchMode):
+    """Follows the storages every op returns (outputs that alias an input, i.e. views and in-place results,
+    are not new) and drops each when its storage is freed (a weakref callback on the untyped storage)."""
+
+    def __init__(self, out: LiveBytes):
+        super().__init__()
+        self.out, self.sizes, self.refs, self.lock = out, {}, {}, threading.Lock()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        inputs = {_cdata(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(result):
+            if isinstance(t, torch.Tensor):
+                self._follow(t, inputs)
+        return result
+
+    def _follow(self, t: torch.Tensor, inputs: set) -> None:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):
+            return
+        key, n = storage._cdata, storage.nbytes()
+        with self.lock:
+            if key in self.sizes:  # a resize in place of a storage we follow
+                self._add(n - self.sizes[key])
+                self.sizes[key] = n
+            elif key not in inputs and n > 0:
+                self.sizes[key] = n
+                self.refs[key] = weakref.ref(storage, lambda _, key=key: self._freed(key))
+                self.out.allocated += n
+                self._add(n)
+
+    def _add(self, n: int) -> None:
+        self.out.live += n
+        self.out.peak = max(self.out.peak, self.out.live)
+
+    def _freed(self, key: int) -> None:
+        with self.lock:
+            n = self.sizes.pop(key, 0)
+            self.refs.pop(key, None)
+            if self.out.held_at_exit is None:
+                self.out.live -= n
+
+
+def _cdata(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+@contextlib.contextmanager
+def live_tensor_bytes() -> Iterator[LiveBytes]:
+    """Context measuring the peak bytes of live tensor storages allocated in the block (forward, backward,
+    checkpoint recomputation, saved tensors: everything), on CPU and CUDA alike; tensors that existed
+    before the block (parameters, inputs) are not counted."""
+    out = LiveBytes()
+    mode = _LiveBytesMode(out)
+    with mode:
+        yield out
+    gc.collect()
+    with mode.lock:
+        out.held_at_exit = out.live
+
+
+MIB = 2**20
+
+
+def mib(nbytes: float | None) -> float | None:
+    """Bytes in MiB (None stays None)."""
+    return None if nbytes is None else nbytes / MIB
+
+
+def format_mib(nbytes: float | None, resolution: float = 0.0, digits: int = 3) -> str:
+    """MiB to `digits` significant digits; a value below the measurement's `resolution` (bytes) prints as
+    '< res' (e.g. '< 0.25'), a missing one as 'n/a'."""
+    if nbytes is None:
+        return "n/a"
+    if resolution > 0 and nbytes < resolution:
+        return f"< {resolution / MIB:.{digits}g}"
+    return f"{nbytes / MIB:.{digits}g}"
 
 
 def synchronize(device: torch.device | str) -> None:
