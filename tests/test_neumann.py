@@ -1,5 +1,7 @@
 """neumann: K = 0 is SDO, K = N-1 is BPTT, the error falls with K, batched and sequential agree."""
 
+import math
+
 import pytest
 from conftest import make_problem
 
@@ -80,12 +82,61 @@ def test_batched_default_follows_device():
     assert sdo.grad(problem, "neumann").stats["batched"] is False
 
 
+@pytest.mark.parametrize(
+    "model,wrt,kw",
+    [("mlp", "params", {}), ("gmm", "params", {}), ("gmm", "cond", {"conditional": True})],
+)
+def test_theta_and_c_endpoints_are_sdo_all_and_bptt(model, wrt, kw):
+    """wrt theta / c the series acts on the m-cotangents: K = 0 is sdo-all (Eq. 16 summed), K = N-1 exact."""
+    N = 6
+    problem = make_problem(model, steps=N, wrt=wrt, **kw)
+    bptt, sdo_all = sdo.grad(problem, "bptt").flat(), sdo.grad(problem, "sdo-all").flat()
+    assert rel(bptt, sdo_all) > 1e-3
+    assert rel(sdo.grad(problem, "neumann", K=0).flat(), sdo_all) <= 1e-12
+    assert rel(sdo.grad(problem, "neumann", K=N - 1).flat(), bptt) <= 1e-10
+    assert rel(sdo.grad(problem, "neumann", K=N - 2).flat(), bptt) > 1e-10
+    for batched in (False, True):  # one VJP per step to the leaves, or one stacked call
+        r = sdo.grad(problem, "neumann", K=2, batched=batched)
+        assert r.stats["nfe_bwd"] == 2 * (N - 1) + N
+    seq, bat = (sdo.grad(problem, "neumann", K=2, batched=b).flat() for b in (False, True))
+    assert rel(bat, seq) <= 1e-10
+
+
+def binomial_mixture(problem, K, tau):
+    """sum_j Binomial(j; K, tau) * (undamped estimate with j terms): the damped series' closed form."""
+    out = 0
+    for j in range(K + 1):
+        w = math.comb(K, j) * tau**j * (1 - tau) ** (K - j)
+        out = out + w * sdo.grad(problem, "neumann", K=j).flat()
+    return out
+
+
+@pytest.mark.parametrize("wrt", ["latent", "params"])
+def test_damping_is_a_binomial_average_of_the_undamped_terms(wrt):
+    problem = make_problem("mlp", steps=5, wrt=wrt)
+    for K, tau in ((3, 0.6), (7, 0.3)):  # K = 7 > N - 1: damped terms past N - 1 still move the estimate
+        damped = sdo.grad(problem, "neumann", K=K, tau=tau)
+        assert rel(damped.flat(), binomial_mixture(problem, K, tau)) <= 1e-10
+        assert damped.stats["neumann_terms"] == K
+    undamped = sdo.grad(problem, "neumann", K=3).flat()
+    assert rel(sdo.grad(problem, "neumann", K=3, tau=1.0).flat(), undamped) == 0
+    assert rel(sdo.grad(problem, "neumann", K=3, tau=0.6).flat(), undamped) > 1e-6
+
+
+def test_damped_series_converges_to_bptt():
+    problem = make_problem("mlp", steps=4)
+    bptt = sdo.grad(problem, "bptt").flat()
+    assert rel(sdo.grad(problem, "neumann", K=3, tau=0.5).flat(), bptt) > 1e-3  # not exact at K = N-1
+    assert rel(sdo.grad(problem, "neumann", K=80, tau=0.5).flat(), bptt) <= 1e-10
+
+
 def test_bad_options():
-    with pytest.raises(ValueError, match="supported: latent, intermediate"):
-        sdo.grad(make_problem(wrt="params"), "neumann")
+    for tau in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match="tau"):
+            sdo.estimators.get("neumann", tau=tau)
     with pytest.raises(ValueError, match="K must be an integer >= 0"):
         sdo.estimators.get("neumann", K=-1)
     with pytest.raises(ValueError, match="batched"):
         sdo.estimators.get("neumann", batched="yes")
-    with pytest.raises(ValueError, match="valid: K, batched"):
+    with pytest.raises(ValueError, match="valid: K, batched, tau"):
         sdo.estimators.get("neumann", terms=2)
