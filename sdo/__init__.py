@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import estimators, measure, models, objectives, samplers
 from .compare import compare
+from .doctor import doctor
 from .problem import WRT, Problem
 from .result import GradResult, NetworkCalls
 
@@ -21,6 +22,7 @@ def grad(problem: Problem, estimator: str = "bptt", **options) -> GradResult:
 __all__ = [
     "WRT",
     "compare",
+    "doctor",
     "GradResult",
     "NetworkCalls",
     "Problem",

@@ -1,4 +1,5 @@
-"""Command line: `python -m sdo grad ...` (one gradient, one readable line or --json) and `python -m sdo list`.
+"""Command line: `python -m sdo grad ...` (one gradient, one readable line or --json), `python -m sdo list`,
+and `python -m sdo doctor --model DIR` (where a pipeline loses its gradients; sdo/doctor.py).
 
 Exit status: 0 ok, 1 non-finite loss or gradient, 2 bad input, 3 runtime failure (e.g. out of memory),
 130 interrupted. Every failure is one line on stderr."""
@@ -12,6 +13,7 @@ import sys
 import torch
 
 from . import estimators, models, objectives, samplers
+from .doctor import add_doctor_parser, run_doctor
 from .problem import DTYPES, WRT, Problem, dtype_of
 
 EXIT_OK, EXIT_NONFINITE, EXIT_BAD_INPUT, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("list", help="list the registered models, samplers, estimators and objectives")
+    add_doctor_parser(sub)
     return parser
 
 
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"objectives: {', '.join(objectives.names())}")
         return 0
     try:
+        if args.command == "doctor":
+            return run_doctor(args)
         opts = parse_options(args.option)
         estimator = estimators.get(args.estimator, **opts)
         res = estimator(make_problem(args))
