@@ -34,7 +34,7 @@ def plot_lambda_sweep(df, slopes: dict, path: str | None = None):
         )
     ax.set_xlabel("lambda = ||dF/dX||_2")
     ax.set_ylabel("||grad_exact - grad_SDO||  /  bound")
-    ax.set_title("Theorem 4.1 on the affine Gaussian, N = 2 (float64, exact Jacobians)")
+    ax.set_title("Theorem 4.1 on the affine Gaussian, N = 2\n(float64, exact Jacobians)", fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -171,4 +171,62 @@ def plot_mechanism(mech, sdo_rows, path: str | None = None):
     ax.set_ylabel("SDO ||g_hat|| / ||g||  (wrt x_N)")
     ax.set_title("Why SDO's latent gradient is too long on trained models")
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _styles(names):
+    """One colour/marker/line style per estimator name, stable across figures."""
+    return {
+        n: dict(color=PALETTE[k % 8], marker=MARKERS[k % 8], ls=LINES[(k // 8) % 4])
+        for k, n in enumerate(names)
+    }
+
+
+def plot_pareto(df, title: str, path: str | None = None):
+    """Relative error to exact vs time, marker area proportional to peak memory; exact estimators at the floor."""
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    styles = _styles(sorted(df["estimator"].unique()))
+    floor = df.loc[df["rel_err"] > 0, "rel_err"].min() if (df["rel_err"] > 0).any() else 1e-6
+    mem = df["peak_mib"].fillna(df["peak_mib"].median() if df["peak_mib"].notna().any() else 1.0)
+    size = 30 + 400 * mem / max(float(mem.max()), 1e-12)
+    for (_, row), s in zip(df.iterrows(), size):
+        err = row["rel_err"] if row["rel_err"] > 0 else floor / 10
+        st = styles[row["estimator"]]
+        ax.scatter(
+            row["time_s"], err, s=s, color=st["color"], marker=st["marker"], alpha=0.8, label=row["estimator"]
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("time per gradient (s, median)")
+    ax.set_ylabel("relative error to exact (exact: plotted at floor / 10)")
+    ax.set_title(title + "\nmarker area ~ peak memory", fontsize=10)
+    ax.legend(fontsize=7, markerscale=0.5, ncol=2)
+    return _save(fig, path)
+
+
+def plot_cost_vs_steps(df, title: str, path: str | None = None):
+    """Time (with its interval or range), peak memory, cosine and norm ratio against N, one line per estimator."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    styles = _styles(sorted(df["estimator"].unique()))
+    panels = (
+        ("time_s", "time (s)", True),
+        ("peak_mib", "peak memory (MiB)", True),
+        ("cosine", "cosine to exact", False),
+        ("norm_ratio", "||g_hat|| / ||g||", True),
+    )
+    for ax, (col, label, log) in zip(axes.flat, panels):
+        for name, g in df.groupby("estimator"):
+            g = g.sort_values("steps")
+            if g[col].notna().any():
+                yerr = None
+                if col == "time_s" and {"time_lo_s", "time_hi_s"} <= set(g.columns):
+                    yerr = [g["time_s"] - g["time_lo_s"], g["time_hi_s"] - g["time_s"]]
+                ax.errorbar(g["steps"], g[col], yerr=yerr, capsize=3, label=name, **styles[name])
+        ax.set_xlabel("sampler steps N")
+        ax.set_ylabel(label)
+        ax.set_xticks(sorted(df["steps"].unique()))
+        if log:
+            ax.set_yscale("log")
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
