@@ -12,6 +12,7 @@ import sdo
 from . import report
 from .grid import BUDGETS_S, EXACT_DTYPES, GRIDS, expand
 from .launch import LAUNCHERS, import_plugins
+from .records import finished, records_path
 from .sweep import run_and_report
 
 STATUSES = ("nonfinite", "oom", "error", "unsupported", "timeout")
@@ -116,7 +117,22 @@ def cases_of(args) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; Ctrl-C prints one line (what is recorded, how to resume) and exits 130."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return command(argv)
+    except KeyboardInterrupt:
+        out = getattr(parser().parse_args(argv), "out", "results")
+        n = len(finished(out))
+        print(
+            f"interrupted; {n} cases recorded in {records_path(out)}; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def command(argv: list[str]) -> int:
+    """`python -m bench run|report|list` with parsed arguments."""
     args = parser().parse_args(argv)
     try:
         if args.command == "report":
