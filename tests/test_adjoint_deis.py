@@ -111,7 +111,10 @@ def test_fixed_point_sweeps_approach_the_exact_gradient():
 
 @pytest.mark.parametrize("states,extra", [("inversion", 0), ("stored", 0), ("fixed-point", 2 * 5)])
 def test_counts(states, extra):
-    res = sdo.grad(make_problem(steps=5), "adjoint-deis", states=states, iterations=2)
+    problem = make_problem(steps=5)
+    estimator = sdo.estimators.get("adjoint-deis", states=states, iterations=2)
+    res = estimator(problem)
+    assert estimator.predict(problem).nfe() == {k: v for k, v in res.stats.items() if k.startswith("nfe_")}
     assert res.stats["nfe_fwd_nograd"] == 5 + extra
     assert res.stats["nfe_fwd_grad"] == 5 and res.stats["nfe_bwd"] == 5
     assert res.stats["states"] == states

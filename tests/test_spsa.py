@@ -63,6 +63,15 @@ def test_counts_forwards_only(wrt, kw):
     assert res.stats["nfe_fwd_grad"] == 0 and res.stats["nfe_bwd"] == 0
 
 
+def test_intermediate_counts_the_prefix_once_and_matches_its_prediction():
+    problem = linear_problem(steps=5, wrt="intermediate", intermediate_step=2)
+    estimator = sdo.estimators.get("spsa", samples=3)
+    res = estimator(problem)
+    assert res.stats["nfe_fwd_nograd"] == 3 + 2 * 3 * 2
+    assert estimator.predict(problem).nfe() == {k: v for k, v in res.stats.items() if k.startswith("nfe_")}
+    assert set(res.grads) == {"x_2"}
+
+
 def test_params_restored_and_reproducible():
     problem = linear_problem(wrt="params")
     before = problem.model.means.detach().clone()

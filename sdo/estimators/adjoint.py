@@ -11,11 +11,13 @@ import torch
 from torchdiffeq import odeint_adjoint
 
 from ..loop import Rollout, finish
+from ..theory import Prediction, vjp_kind
 from .adjoint_coords import Coords, sampler_grid
 from .base import Estimator
 
 ADJOINT_METHODS = ("euler", "midpoint", "rk4", "dopri5", "bosh3", "adaptive_heun")
 ADJOINT_WRT = ("latent", "params", "cond")
+FIXED_GRID_EVALS = {"euler": 1, "midpoint": 2, "rk4": 4}  # field evaluations per step
 
 
 class PFODE(torch.nn.Module):
@@ -67,6 +69,23 @@ class Adjoint(Estimator):
             raise ValueError(f"unknown adjoint method {self.method!r}; valid: {', '.join(ADJOINT_METHODS)}")
         if not (self.rtol > 0 and self.atol > 0):
             raise ValueError(f"adjoint rtol and atol must be > 0; got rtol={self.rtol}, atol={self.atol}")
+
+    def predict(self, problem) -> Prediction:
+        """Fixed grids: s evaluations per step forward, and in backward s recomputed forwards and s VJPs;
+        torchdiffeq keeps the N + 1 grid states it returns (O(N|x|)). Adaptive methods: counts unknown."""
+        check_adjoint_problem(problem, "adjoint")
+        evals = FIXED_GRID_EVALS.get(self.method)
+        n = None if evals is None else evals * problem.steps
+        return Prediction(
+            fwd_grad=0,
+            fwd_nograd=n,
+            fwd_recompute=n,
+            bwd=n,
+            depth=None if n is None else 3 * n,
+            memory="O(N|x|)",
+            bwd_params=None if n is None else n * vjp_kind(problem),
+            states=problem.steps + 1,
+        )
 
     def estimate(self, problem):
         check_adjoint_problem(problem, "adjoint")

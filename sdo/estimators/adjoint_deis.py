@@ -22,6 +22,7 @@ import torch
 
 from ..loop import Rollout
 from ..result import GradResult
+from ..theory import Prediction, vjp_kind
 from .adjoint import check_adjoint_problem
 from .adjoint_coords import Coords, sampler_grid
 from .base import Estimator
@@ -54,6 +55,23 @@ class AdjointDEIS(Estimator):
                 f"adjoint-deis matches first-order samplers; for this model use one of: {', '.join(valid)} "
                 f"(got {problem.sampler.name!r})"
             )
+
+    def predict(self, problem) -> Prediction:
+        """N no-graph forwards; backward: per step one forward with a graph and one VJP (plus `iterations`
+        no-graph forwards for fixed-point), all sequential. Memory O(1), or N + 1 states when stored."""
+        self.check(problem)
+        N = problem.steps
+        sweeps = self.iterations * N if self.states == "fixed-point" else 0
+        return Prediction(
+            fwd_grad=N,
+            fwd_nograd=N + sweeps,
+            fwd_recompute=0,
+            bwd=N,
+            depth=3 * N + sweeps,
+            memory="O(N|x|)" if self.states == "stored" else "O(1)",
+            bwd_params=N * vjp_kind(problem),
+            states=N + 1 if self.states == "stored" else 1,
+        )
 
     def estimate(self, problem) -> GradResult:
         self.check(problem)

@@ -27,6 +27,10 @@ class BPTTOffload(BPTT):
         if self.mode not in OFFLOAD_MODES:
             raise ValueError(f"unknown bptt-offload mode {self.mode!r}; valid: {', '.join(OFFLOAD_MODES)}")
 
+    def memory_class(self, problem):
+        """Device activation memory: saved tensors live in host memory on CUDA (host memory is O(N))."""
+        return "O(1) device, O(N) host" if problem.device.type == "cuda" else "O(N)"
+
     def estimate(self, problem):
         on_cuda = problem.device.type == "cuda"
         if not on_cuda and self.mode == "auto":

@@ -8,6 +8,7 @@ import torch
 
 from ..loop import Rollout, keep_set
 from ..result import GradResult
+from ..theory import Prediction, first_step, prefix_forwards
 from .base import Estimator
 
 NO_GRAPH = keep_set(())
@@ -31,6 +32,20 @@ class SPSA(Estimator):
             raise ValueError(f"spsa samples must be an integer >= 1; got {self.samples!r}")
         if not self.sigma > 0:
             raise ValueError(f"spsa sigma must be > 0; got {self.sigma!r}")
+
+    def predict(self, problem) -> Prediction:
+        """2 S sampler runs from the first differentiated step, no backward; the runs are independent, so the
+        critical path is one run (depth N)."""
+        first = first_step(problem)
+        return Prediction(
+            fwd_grad=0,
+            fwd_nograd=prefix_forwards(problem) + 2 * self.samples * first,
+            fwd_recompute=0,
+            bwd=0,
+            depth=problem.steps,
+            memory="O(1)",
+            graphs=0,
+        )
 
     def estimate(self, problem) -> GradResult:
         rollout = Rollout(problem)
