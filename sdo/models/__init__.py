@@ -11,8 +11,9 @@ from ..schedule import FLOW_SCHEDULE
 from . import configs
 from .base import Denoiser
 from .diffusers_unet import LatentDecoder, UNetDenoiser
+from .digits import digits_ddpm
 from .gmm import GaussianMixtureDenoiser, random_gmm
-from .local import load_local
+from .local import from_objects, load_local
 from .mlp import MLPDenoiser
 from .trained import fmnist_ddpm, fmnist_ddpm_v2
 
@@ -24,6 +25,7 @@ register_model("gmm-flow", random_gmm, schedule=FLOW_SCHEDULE, prediction_type="
 register_model("mlp", MLPDenoiser)
 register_model("fmnist-ddpm", fmnist_ddpm)  # trained on Fashion-MNIST, sdo/models/weights/
 register_model("fmnist-ddpm-v2", fmnist_ddpm_v2)  # class-conditional, classifier-free guidance
+register_model("digits-ddpm", digits_ddpm)  # sklearn 8x8 digits; conditional=True for class-conditional
 register_model("unet-tiny", configs.pixel_unet, config=configs.UNET_TINY)
 register_model("ddpm-cifar10", configs.pixel_unet, config=configs.DDPM_CIFAR10)
 register_model("ddpm-256", configs.pixel_unet, config=configs.DDPM_256)
@@ -45,12 +47,17 @@ register_model(
 )
 
 
-def get(name: str, seed: int = 0, **options) -> Denoiser:
-    """Build model `name` with weights seeded by `seed`, or load a local diffusers directory path."""
-    if isinstance(name, str) and name not in MODELS and (os.sep in name or name.startswith((".", "~"))):
-        if not os.path.exists(name):
-            raise ValueError(f"model path {name!r} does not exist (registered models: {', '.join(names())})")
-    if isinstance(name, str) and name not in MODELS and os.path.isdir(name):
+def get(name, seed: int = 0, **options) -> Denoiser:
+    """Build model `name` with weights seeded by `seed`; or load a local diffusers directory path; or wrap
+    diffusers objects in memory: a pipeline or a (unet, scheduler[, vae]) tuple (modules shared, not
+    copied). A diffusers model keeps its scheduler config as the samplers' defaults."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        return from_objects(name, **options)
+    if name not in MODELS and (os.sep in name or name.startswith((".", "~"))) and not os.path.exists(name):
+        raise ValueError(f"model path {name!r} does not exist (registered models: {', '.join(names())})")
+    if name not in MODELS and os.path.isdir(name):
         return load_local(name, **options)
     MODELS.check(name)
     with torch.random.fork_rng():
@@ -71,6 +78,7 @@ __all__ = [
     "MLPDenoiser",
     "UNetDenoiser",
     "get",
+    "from_objects",
     "load_local",
     "names",
     "random_gmm",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..registry import Registry
 from .base import History, Sampler, SamplerSpec
-from .ddim import DDIM, predict_x0_eps
+from .ddim import DDIM, predict_x0_eps, vp_timesteps
 from .diffusers_adapter import (
     DDIMAdapter,
     DiffusersSampler,
@@ -12,6 +12,7 @@ from .diffusers_adapter import (
     EulerAdapter,
     FlowMatchEulerAdapter,
 )
+from .options import check_options
 
 SAMPLERS = Registry("sampler")
 register_sampler = SAMPLERS.register
@@ -24,11 +25,24 @@ register_sampler("flow-euler", FlowMatchEulerAdapter)
 
 
 def get(name: str, steps: int = 50, **options) -> SamplerSpec:
-    """A sampler spec: `name` with N = `steps` steps; built against a model when the problem is made."""
+    """A sampler spec: `name` with N = `steps` steps; built against a model when the problem is made.
+
+    `options` override the sampler's settings; for a model loaded from a diffusers checkpoint (directory,
+    pipeline or (unet, scheduler) pair) the defaults are its scheduler config. An unknown option or one of
+    the wrong type is a ValueError listing the valid ones (`sdo.samplers.options(name)`).
+    """
     SAMPLERS.check(name)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+    check_options(name, SAMPLERS.factory(name), options)
     return SamplerSpec(name, steps, dict(options))
+
+
+def options(name: str) -> dict | None:
+    """{option: default} sampler `name` accepts (None: any keyword)."""
+    from .options import declared_options
+
+    return declared_options(SAMPLERS.factory(name))
 
 
 def names() -> list[str]:
@@ -48,6 +62,8 @@ __all__ = [
     "SamplerSpec",
     "get",
     "names",
+    "options",
     "predict_x0_eps",
     "register_sampler",
+    "vp_timesteps",
 ]

@@ -22,6 +22,23 @@ class Sampler:
     def __init__(self, steps: int):
         self.steps = steps
 
+    @classmethod
+    def options(cls) -> dict[str, Any] | None:
+        """{option: default} this sampler accepts (checked by `samplers.get`); None: any keyword."""
+        from .options import declared_options
+
+        return declared_options(cls.__init__)
+
+    @classmethod
+    def option_choices(cls) -> dict[str, tuple]:
+        """The allowed values of options that take one of a few strings."""
+        return {}
+
+    @classmethod
+    def from_model(cls, model, steps: int, **options) -> Sampler:
+        """This sampler for `model`'s training schedule and prediction type."""
+        return cls(model.schedule, model.prediction_type, steps, **options)
+
     def timestep(self, i: int) -> float:
         """t_i, the network's timestep at step i."""
         raise NotImplementedError
@@ -53,14 +70,18 @@ class Sampler:
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """A sampler by name and options, built against a model's training schedule by `build`."""
+    """A sampler by name and options, built against a model by `build` (its training schedule, prediction
+    type and, for a diffusers checkpoint, its scheduler config as the defaults the options override)."""
 
     name: str
     steps: int
     options: dict[str, Any] = field(default_factory=dict)
 
     def build(self, model) -> Sampler:
-        """Instantiate for `model` (its schedule and prediction type)."""
+        """Instantiate for `model`."""
         from . import SAMPLERS
 
-        return SAMPLERS.factory(self.name)(model.schedule, model.prediction_type, self.steps, **self.options)
+        factory = SAMPLERS.factory(self.name)
+        if hasattr(factory, "from_model"):
+            return factory.from_model(model, self.steps, **self.options)
+        return factory(model.schedule, model.prediction_type, self.steps, **self.options)
