@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--estimator", default="sdo", help=", ".join(estimators.names()))
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="estimator option")
+    g.add_argument(
+        "--sampler-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler option (repeatable), e.g. eta=0.5 or timestep_spacing=leading; overrides the model's "
+        "scheduler config",
+    )
     g.add_argument("--wrt", default="latent", help=", ".join(WRT))
     g.add_argument("--k", type=int, default=None, help="the intermediate step for --wrt intermediate")
     g.add_argument("--params", action="append", default=None, help="regex selecting parameters (repeatable)")
@@ -88,7 +96,7 @@ def make_problem(args) -> Problem:
         objective = objectives.get("target-mse", seed=args.seed + 1)
     return Problem(
         model,
-        samplers.get(args.sampler, steps=args.steps),
+        samplers.get(args.sampler, steps=args.steps, **parse_options(args.sampler_option)),
         objective,
         wrt=args.wrt,
         seed=args.seed,
