@@ -12,13 +12,15 @@ import torch
 
 from ..models.trained import WEIGHTS_DIR
 
-MODELS = ("classifier", "ddpm")
+MODELS = ("classifier", "ddpm", "fmnist-classifier-eval", "digits-ddpm")
+CLASSIFIER_NAMES = ("fmnist-classifier", "fmnist-classifier-eval", "digits-classifier")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sdo.train", description=__doc__)
     sub = p.add_subparsers(dest="what", required=True)
-    c = sub.add_parser("classifier", help="train fmnist-classifier")
+    c = sub.add_parser("classifier", help="train a classifier (default fmnist-classifier)")
+    c.add_argument("--model", default="fmnist-classifier", choices=CLASSIFIER_NAMES)
     c.add_argument("--epochs", type=int, default=4)
     c.add_argument("--batch", type=int, default=128)
     c.add_argument("--lr", type=float, default=2e-3)
@@ -55,13 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "card":
         from .card import write_card
 
-        write_card(args.model, args.out, samples=args.samples, ddim_steps=args.ddim_steps, seed=args.seed)
+        write_card(
+            args.model,
+            args.out,
+            samples=args.samples,
+            ddim_steps=args.ddim_steps,
+            seed=args.seed,
+            work=args.work,
+        )
         return 0
     if args.what == "classifier":
         from .classifier import train_classifier
 
         info = train_classifier(
-            args.out / "fmnist-classifier.safetensors", args.epochs, args.batch, args.lr, args.seed, args.work
+            args.out / f"{args.model}.safetensors",
+            args.epochs,
+            args.batch,
+            args.lr,
+            args.seed,
+            args.work,
+            name=args.model,
         )
     else:
         from .ddpm import train_ddpm
@@ -82,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             name=args.model,
         )
     info.update(command=command, threads=args.threads)
-    name = "fmnist-classifier" if args.what == "classifier" else args.model
-    (args.out / f"{name}.train.json").write_text(json.dumps(info, indent=1) + "\n")
+    (args.out / f"{args.model}.train.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info))
     return 0
 

@@ -152,6 +152,9 @@ def classifier_card(out: Path, seed: int) -> str:
         "## Evaluation",
         f"- test-set accuracy (10,000 images): **{acc:.4f}**",
         "- on generated samples: see fmnist-ddpm.md",
+        "- role in the tasks: the classifier the tasks optimise against (attacked in the adversarial task, its "
+        "conv features in the style loss, its log-probability in the reward); the separate judge (quality filter, "
+        "FID features, perceptual distance, class preserved) is fmnist-classifier-eval (fmnist-classifier-eval.md)",
         "",
         "![test images with predictions](fmnist-classifier-samples.png)",
         "",
@@ -159,9 +162,21 @@ def classifier_card(out: Path, seed: int) -> str:
     return "\n".join(lines)
 
 
-def write_card(model: str, out: Path, samples: int = 1000, ddim_steps: int = 25, seed: int = 0) -> Path:
-    """Evaluate `model` ('classifier' or 'ddpm') and write out/<name>.md with its figure."""
-    text = classifier_card(out, seed) if model == "classifier" else ddpm_card(out, samples, ddim_steps, seed)
-    path = out / ("fmnist-classifier.md" if model == "classifier" else "fmnist-ddpm.md")
-    path.write_text(text)
+def write_card(
+    model: str, out: Path, samples: int = 1000, ddim_steps: int = 25, seed: int = 0, work: Path | None = None
+) -> Path:
+    """Evaluate `model` and write out/<name>.md with its figures."""
+    from .cards_extra import digits_card, eval_classifier_card
+
+    cards = {
+        "classifier": ("fmnist-classifier.md", lambda: classifier_card(out, seed)),
+        "ddpm": ("fmnist-ddpm.md", lambda: ddpm_card(out, samples, ddim_steps, seed)),
+        "fmnist-classifier-eval": ("fmnist-classifier-eval.md", lambda: eval_classifier_card(out)),
+        "digits-ddpm": ("digits-ddpm.md", lambda: digits_card(out, samples, ddim_steps, seed, work)),
+    }
+    if model not in cards:
+        raise ValueError(f"no card for {model!r}; valid: {', '.join(cards)}")
+    name, make = cards[model]
+    path = out / name
+    path.write_text(make())
     return path
