@@ -32,7 +32,9 @@ def test_conditional_samples_are_the_requested_digits():
 def test_unconditional_model_takes_no_cond_and_runs_in_float64():
     model = sdo.models.get("digits-ddpm")
     assert model.cond_shape is None and model.sample_shape == (1, 8, 8)
-    problem = sdo.Problem(model, sdo.samplers.get("ddim", steps=50), lambda v: v.pow(2).sum(), dtype="float64")
+    problem = sdo.Problem(
+        model, sdo.samplers.get("ddim", steps=50), lambda v: v.pow(2).sum(), dtype="float64"
+    )
     res = sdo.estimators.get("bptt")(problem)
     assert res.ok and res.grads["latent"].dtype == torch.float64
 
