@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -84,8 +85,11 @@ def _validate(args) -> None:
     ]
     for name, valid in checks:
         for v in getattr(args, name) or []:
+            if name == "models" and os.path.isdir(v):
+                continue  # a local diffusers directory
             if v not in valid:
-                raise ValueError(f"unknown {name} value {v!r}; valid: {', '.join(valid)}")
+                also = " or a local diffusers directory" if name == "models" else ""
+                raise ValueError(f"unknown {name} value {v!r}; valid: {', '.join(valid)}{also}")
     for v in args.retry:
         if v not in STATUSES:
             raise ValueError(f"unknown --retry status {v!r}; valid: {', '.join(STATUSES)}")
