@@ -30,7 +30,7 @@ class Case:
     estimator: str
     dtype: str = "float32"
     device: str = "cpu"
-    rounds: int = 3
+    rounds: int = 5
     warmup: int = 1
     exact: str = "auto"
     max_time_s: float | None = None  # fewer rounds when one call takes longer than max_time_s / rounds
@@ -66,7 +66,7 @@ def product_dict(**axes: Iterable) -> Iterator[dict]:
         yield dict(zip(names, values))
 
 
-def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=3, max_time_s=None, **more):
+def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=5, max_time_s=None, **more):
     return dict(
         model=models,
         steps=steps,
@@ -78,49 +78,88 @@ def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=3,
     )
 
 
-# The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 17 min as a guard). Order
-# matters under the budget: cheap models first, then the cases the issue's targets need.
+# Trained models whose accuracy the accuracy grid measures; a model whose weights are missing is recorded
+# as skipped with the reason (extend this list as trained models are added).
+TRAINED_MODELS = ["fmnist-ddpm", "fmnist-ddpm-v2"]
+RANDOM_INIT_MODELS = ("gmm", "gmm-flow", "mlp", "unet-tiny", "ddpm-cifar10", "ddpm-256", "ldm-tiny", "sd15")
+PRESETS = ("adjointdpm", "doodl")  # configurations of public code (bench.presets); not in ALL
 TARGET_ESTIMATORS = ("sdo", "bptt", "checkpoint", "adjoint", "reversible")
+TABLE3_ESTIMATORS = ("sdo", "bptt", "checkpoint", "adjoint", "adjointdpm", "reversible", "doodl")
+# The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 17 min as a guard). Order
+# matters under the budget: cheap models first, then the cases the targets need.
 GRIDS: dict[str, list[dict]] = {
     "tiny": [_block(["gmm"], [2, 3], rounds=2)],
     "quick": [
-        _block(["gmm"], [10, 25, 50], rounds=5, max_time_s=2.0),
-        _block(["unet-tiny"], [10, 25, 50], rounds=3, max_time_s=6.0),
-        _block(["ddpm-cifar10"], [50], TARGET_ESTIMATORS, wrt=["latent"], rounds=3, max_time_s=30.0),
-        _block(["ddpm-cifar10"], [50], ("sdo", "bptt"), wrt=["params"], rounds=1),
-        _block(["ddpm-cifar10"], [25], ("sdo", "bptt"), wrt=["latent"], rounds=1),
-        _block(["ddpm-cifar10"], [10], rounds=1),
+        _block(["gmm"], [10, 25, 50], rounds=5),
+        _block(["unet-tiny"], [10, 25, 50], rounds=5, max_time_s=20.0),
+        _block(["ddpm-cifar10"], [50], TARGET_ESTIMATORS, wrt=["latent"], rounds=5, max_time_s=30.0),
+        _block(["ddpm-cifar10"], [50], ("sdo", "bptt"), wrt=["params"], rounds=5, max_time_s=30.0),
+        _block(["ddpm-cifar10"], [10, 25], ("sdo", "bptt"), wrt=["latent"], rounds=5, max_time_s=30.0),
     ],
+    # Trained models: accuracy against float64 BPTT wrt latent, intermediate and params.
+    "accuracy": [
+        _block(
+            TRAINED_MODELS,
+            [10, 25, 50],
+            wrt=("latent", "intermediate", "params"),
+            rounds=3,
+            max_time_s=10.0,
+            exact=["float64"],
+        ),
+        _block(
+            TRAINED_MODELS, [100, 200], wrt=("latent", "intermediate", "params"), rounds=1, exact=["float64"]
+        ),
+    ],  # fmt: skip
+    # Paper Table 3 analogue on CPU: SDO vs the public configurations and the suite's own, N = 50.
+    "table3": [_block(["ddpm-cifar10"], [50], TABLE3_ESTIMATORS, wrt=["latent"], rounds=5, max_time_s=60.0)],
     # Paper Table 3 analogue: one gradient of the initial latent, N = 50, on a GPU.
     "full": [
-        _block(
-            ["ddpm-256", "sd15"],
-            [50],
-            ("sdo", "adjoint", "reversible", "bptt", "checkpoint"),
-            wrt=["latent"],
-            rounds=3,
-            device=["cuda"],
-        ),
+        _block(["ddpm-256", "sd15"], [50], TABLE3_ESTIMATORS, wrt=["latent"], rounds=5, device=["cuda"]),
     ],
 }
 BUDGETS_S = {"quick": 17 * 60}  # a sweep stops starting cases after this; the rest are recorded "skipped"
 GRID_NOTES = [
-    "Quick grid (`make benchmark`, 2-core CPU, <= 20 min): gmm and unet-tiny at N = 10, 25, 50, wrt latent "
-    "and params, every registered estimator, exact reference BPTT in float64; rounds 5 (gmm) and 3 "
-    "(unet-tiny), fewer where one call takes longer than max_time_s / rounds (see the rounds column).",
-    "ddpm-cifar10 (35.7M parameters, 12.1 GFLOP per forward) is cut to fit the budget: at N = 50 wrt "
-    "latent the estimators the targets compare (sdo, bptt, checkpoint, adjoint, reversible) and the floors, "
-    "up to 3 rounds within 30 s; at N = 50 wrt params sdo, bptt and the floors; at N = 25 wrt latent sdo, "
-    "bptt and the floors (a third N for the saved-bytes growth); at N = 10 every estimator wrt latent and "
-    "params; one round each outside the N = 50 latent block. The other estimators at N = 25 and 50 are "
-    "left out. Its exact reference is BPTT in float32 (float64 convolutions on CPU are too slow for the "
-    "budget).",
-    "The quick sweep stops starting new cases after 17 minutes; cases not started are recorded with "
+    "Quick grid (`make benchmark`, 2-core CPU, <= 20 min): gmm and unet-tiny (random init) at N = 10, 25, "
+    "50, wrt latent and params, every registered estimator, exact reference BPTT in float64; 5 timed rounds "
+    "per case, fewer only where one call takes 10 s or more and the rounds would exceed max_time_s.",
+    "ddpm-cifar10 (random init, 35.7M parameters, 12.1 GFLOP per forward) is cut to fit the budget: at "
+    "N = 50 wrt latent the estimators the targets compare (sdo, bptt, checkpoint, adjoint, reversible) and "
+    "the floors; at N = 50 wrt params and at N = 10 and 25 wrt latent sdo, bptt and the floors; up to 5 "
+    "rounds within 30 s per case. Its exact reference is BPTT in float32 (float64 convolutions on CPU are "
+    "too slow for the budget).",
+    "The rounds of one group (same model, sampler, N, wrt) are interleaved A B C A B C ... after every "
+    "member's warm-up, in a fresh worker process per group.",
+    "The quick sweep stops starting new groups after 17 minutes; cases not started are recorded with "
     "status `skipped` and are run by re-running the same command (resume).",
+    "Accuracy grid (`make benchmark-accuracy`, results/accuracy/): the trained models "
+    f"({', '.join(TRAINED_MODELS)}) at N = 10, 25, 50, 100, 200, wrt latent, intermediate (the step whose "
+    "timestep is nearest t = 600) and params, every registered estimator, exact reference BPTT in float64; "
+    "a model whose weights are missing is recorded as skipped with the reason.",
+    "Table 3 grid (`make benchmark-table3`, results/table3/): ddpm-cifar10, N = 50, wrt latent: sdo, bptt, "
+    "checkpoint, the suite's adjoint and reversible, and the presets adjointdpm and doodl configured as "
+    "the public AdjointDPM and DOODL code ships them (bench/presets.py).",
     "Full grid (`make benchmark-full`, GPU): ddpm-256 and sd15 (with its VAE decoder in the loss), N = 50, "
-    "wrt latent: sdo, adjoint, reversible, bptt, checkpoint, 3 rounds (paper Table 3 analogue).",
+    "wrt latent, the Table 3 estimators and presets, 5 rounds.",
 ]
 DEFAULTS = dict(sampler=["ddim"], dtype=["float32"], device=["cpu"], warmup=[1])
+
+
+def every_estimator() -> list[str]:
+    """The registered estimators, without the presets of public code (they have their own grids)."""
+    return [n for n in sdo.estimators.names() if n not in PRESETS]
+
+
+def missing_weights(model: str) -> str | None:
+    """Why a trained model cannot run here (its weights file is missing), or None."""
+    if model not in TRAINED_MODELS:
+        return None
+    from sdo.models.trained import weights_path
+
+    try:
+        weights_path(model)
+    except (ValueError, FileNotFoundError) as exc:
+        return f"trained weights missing: {exc}"
+    return None
 
 
 def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
@@ -138,7 +177,7 @@ def expand(grid: str | list[dict], floors: bool = True, **overrides) -> list[Cas
     cases = []
     for block in blocks:
         for point in product_dict(**{**DEFAULTS, **block}):
-            names = sdo.estimators.names() if point["estimator"] == ALL else [point["estimator"]]
+            names = every_estimator() if point["estimator"] == ALL else [point["estimator"]]
             cases += [Case(**{**point, "estimator": name}) for name in names]
     for axis, values in overrides.items():
         check_choice("grid axis", axis, AXES)

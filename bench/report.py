@@ -7,53 +7,71 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import targets
+from . import table3, targets
 from .figures import write_figures
 from .grid import GRID_NOTES
+from .latex import latex
 from .records import latest, load
-from .tables import frame, latex, markdown, write_csv
+from .tables import frame, markdown, write_csv
 
 FILES = {
     "raw/records.jsonl": "one JSON record per case, append-only, with provenance (commit, dirty flag, "
     "torch/diffusers/python versions, device, date, exact command)",
     "benchmark.csv": "every case, one row, the required columns first, then ratios to BPTT and extras",
-    "benchmark.md": "readable tables grouped by model and wrt, with ratios to BPTT",
-    "benchmark.tex": "the same tables in LaTeX (booktabs)",
-    "figures/time_vs_N.png": "median time per gradient vs N, per estimator (log-log)",
-    "figures/peak_memory_vs_N.png": "peak memory above the post-warm-up baseline vs N (log-log)",
-    "figures/saved_bytes_vs_N.png": "peak autograd saved-tensor bytes held by live graphs vs N (log-log)",
-    "figures/cosine_vs_N.png": "cosine similarity to the exact gradient vs N",
+    "benchmark.md": "readable tables grouped by model and wrt (trained models first), with ratios to BPTT "
+    "and their 95 % intervals",
+    "benchmark.tex": "per model a cost table and an accuracy table in LaTeX (booktabs, labels, captions)",
+    "table3.md": "the paper's Table 3 analogue: SDO vs the public-code presets and the suite's configurations",
+    "table3.tex": "the same in LaTeX",
+    "figures/time_vs_N_<model>.png": "median time per gradient vs N with 95 % intervals (log-log)",
+    "figures/peak_memory_vs_N_<model>.png": "peak memory vs N in MiB (hollow markers: below the RSS "
+    "resolution)",
+    "figures/saved_bytes_vs_N_<model>.png": "autograd saved-tensor MiB held by live graphs vs N",
+    "figures/accuracy_vs_N_<model>.png": "cosine and norm ratio |ĝ|/|g| to the exact gradient vs N",
+    "figures/pareto_<model>.png": "time vs relative error at the largest N, marker area ~ peak memory",
     "pytest-benchmark.json": "pytest-benchmark's JSON from the tests under bench/ (make benchmark)",
     "analysis/": "outputs of the analysis notebooks (made by analysis/, not by this harness)",
 }
 PROTOCOL = """\
-- **Problem**: target-MSE objective with a seeded random target, batch 1, seed 0, model weights seeded
-  (random init), sampler as listed (native DDIM, eta = 0), float32 unless the dtype column says otherwise.
-- **Time**: the first call is the warm-up and is instrumented (FLOPs, saved bytes, NFE, the gradient);
-  then `rounds` timed calls (`time.perf_counter`, `torch.cuda.synchronize` on GPU): median, min, max, IQR.
+- **Problem**: target-MSE objective with a seeded random target, batch 1, seed 0; random-init models have
+  seeded weights, trained models (listed as such) their shipped weights; sampler as listed (native DDIM,
+  eta = 0), float32 unless the dtype column says otherwise. wrt intermediate: x_k at the step k whose
+  timestep is nearest t = 600.
+- **Groups and rounds**: the cases of one group (same model, sampler, N, wrt, dtype, device) run in one
+  fresh worker process. Each case first makes an instrumented warm-up call (FLOPs, saved bytes, NFE, the
+  gradient and its accuracy); then the timed rounds of all cases are interleaved A B C A B C ..., so
+  drift and load hit every case alike. A case gets all its rounds (5 in the quick grid) when one call takes
+  under 10 s, fewer (at least 1) when they would exceed the grid's per-case time (the rounds column).
+- **Time**: median of the rounds (`time.perf_counter`, `torch.cuda.synchronize` on GPU) with a 95 %
+  percentile-bootstrap interval; ratios (×BPTT, SDO / floor, ...) are the median of the per-round ratios
+  of paired rounds with their own bootstrap interval. One round gives no interval.
+- **Load**: the 1-minute load average is read before and after every round; a group whose maximum
+  exceeded its thread count + 0.5 is flagged and its targets get no verdict.
 - **Peak memory**: CPU: peak resident set size (VmHWM, reset through /proc/self/clear_refs after
-  `malloc_trim`) of the worker process over the timed rounds minus its RSS after model load and warm-up;
-  the default launcher runs cases in a worker subprocess that holds only the current model and reference
-  gradient. CUDA: `max_memory_allocated` over the rounds minus `memory_allocated` before them
-  (`peak_mem_total_bytes` is the absolute figure).
-- **Saved bytes**: bytes of tensors autograd saved for backward (`sdo.measure.saved_tensor_bytes`:
-  saved-tensor hooks, de-duplicated by storage, weights count once), deterministic. `saved_bytes` is the
-  most held at once by live graphs (graphs built and freed inside a backward, as adjoint and reversible do,
-  stop counting when freed); `saved_total_bytes` counts every graph built during the call. Tensors saved
-  inside `torch.utils.checkpoint` regions go through checkpoint's own hooks and are not seen.
+  `malloc_trim`) during each timed call minus the RSS measured just before that call (every call has its
+  own baseline), the largest over the rounds; below 1 MiB (allocator and page noise) it prints as
+  "< res" and figures draw it hollow at that line. CUDA: `max_memory_allocated` over each call minus
+  `memory_allocated` before it. Where `sdo.measure` provides it, a deterministic peak of live tensor
+  bytes (`live_peak_bytes`) is recorded beside it and used for the memory columns of the LaTeX tables.
+- **Saved bytes**: bytes of tensors autograd saved for backward (`sdo.measure.saved_tensor_bytes`),
+  deterministic: `saved_bytes` is the most held at once by live graphs, `saved_total_bytes` counts every
+  graph built during the call.
 - **FLOPs**: `torch.utils.flop_counter.FlopCounterMode` over the whole call (forward and backward;
   matmul/conv/attention only). **NFE**: network forwards with a graph / without / backward calls.
-- **Accuracy**: cosine similarity and relative L2 error of the flattened gradient to the exact gradient of
-  the same problem: BPTT, in float64 (`exact_ref = bptt-float64`) where affordable, else BPTT in the case
-  dtype (`bptt-float32`); the `exact_ref` column says which, per row.
+  `pred_*` columns: the estimator's predicted costs (`Estimator.predict`, sdo/theory.py).
+- **Accuracy**: cosine similarity, relative L2 error and the norm ratio |ĝ|/|g| of the flattened gradient
+  to the exact gradient of the same problem: BPTT through the same sampler, in float64
+  (`exact_ref = bptt-float64`) where affordable, else in the case dtype; the `exact_ref` column says which.
+  Estimators that differentiate their own coupled EDICT sampler (reversible, doodl) are also compared with
+  BPTT of that coupled sampler (`*_to_coupled`, `coupled_ref`).
 - **Reference rows**: `floor-sample` = no-grad sampling plus the loss; `floor-step` = one network
-  forward+backward at the first differentiated step, same wrt. Together: the floor any sampling estimator pays
-  (for latent models the decoder's backward, which every estimator also pays, is not in this floor).
+  forward+backward at the first differentiated step, same wrt. Together: the floor any sampling estimator
+  pays (for latent models the decoder's backward, which every estimator also pays, is not in this floor).
 - **Status**: `ok`; `nonfinite` (non-finite loss or gradient); `oom` (torch.OutOfMemoryError, MemoryError,
   or the worker killed by SIGKILL); `unsupported` (the estimator raised ValueError, e.g. a wrt it does not
   support; the message is kept); `error` (any other exception); `timeout`; `skipped` (not started: the
-  sweep's time budget ran out; re-running the same command measures it). Tables show the status instead
-  of numbers.
+  sweep's time budget ran out, or a trained model's weights are missing; re-running the same command
+  measures it). Tables show the status instead of numbers.
 """
 PYTEST_CMD = "python -m pytest bench -q -p no:cacheprovider --benchmark-json={out}/pytest-benchmark.json"
 
@@ -68,6 +86,9 @@ def write(out: str | Path, commands: list[str] | None = None) -> pd.DataFrame | 
     write_csv(df, out / "benchmark.csv")
     (out / "benchmark.md").write_text(_md_header(df) + markdown(df))
     (out / "benchmark.tex").write_text(latex(df))
+    for name, text in (("table3.md", table3.markdown(df)), ("table3.tex", table3.latex(df))):
+        if text:
+            (out / name).write_text(text)
     write_figures(df, out / "figures")
     (out / "README.md").write_text(readme(df, out, commands or []))
     return df
@@ -133,12 +154,25 @@ def _failures(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _table3(df: pd.DataFrame) -> list[str]:
+    text = table3.markdown(df)
+    if not text:
+        return []
+    return ["## Table 3 analogue: SDO vs the public-code presets and the suite's configurations", "", text]
+
+
+def _exists(out: Path, name: str) -> bool:
+    if "<model>" in name:
+        return any((out / "figures").glob(Path(name).name.replace("<model>", "*")))
+    return (out / name).exists()
+
+
 def readme(df: pd.DataFrame, out: Path, commands: list[str]) -> str:
     """results/README.md: files, commands, provenance, grid, protocol, failures and the targets."""
     cmds = commands or sorted({str(c) for c in df.get("command", pd.Series()).dropna()})
     if (out / "pytest-benchmark.json").exists():
         cmds = [*cmds, PYTEST_CMD.format(out=out)]
-    files = [f"- `{name}` — {what}" for name, what in FILES.items() if (out / name).exists()]
+    files = [f"- `{name}` — {what}" for name, what in FILES.items() if _exists(out, name)]
     parts = [
         "# Benchmark results",
         "",
@@ -172,6 +206,7 @@ def readme(df: pd.DataFrame, out: Path, commands: list[str]) -> str:
         "## Targets (from the measured numbers)",
         "",
         targets.markdown(targets.evaluate(df)),
+        *_table3(df),
         "## Cases that did not finish with status ok",
         "",
         *_failures(df),

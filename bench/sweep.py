@@ -12,9 +12,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import report
-from .grid import Case
+from .grid import Case, missing_weights
 from .launch import runner, skipped
 from .records import append, finished, provenance
+from .workers import GROUP_LAUNCHERS, group_runner
 
 
 def pending(cases: list[Case], out: str | Path, retry: tuple[str, ...] = (), max_cases: int | None = None):
@@ -35,7 +36,8 @@ def sweep(
     budget_s: float | None = None,
     argv: list[str] | None = None,
     progress: bool = True,
-    **slurm,
+    slurm=None,
+    **slurm_options,
 ) -> list[dict]:
     """Run the pending cases; returns the new records (already appended to out/raw/records.jsonl).
     After budget_s seconds no new case starts; those left are recorded as `skipped` (a re-run does them)."""
@@ -46,27 +48,69 @@ def sweep(
           f"recorded, running {len(todo)}" + (f" (budget {budget_s:.0f} s)" if budget_s else ""))  # fmt: skip
     deadline = None if not budget_s else time.monotonic() + budget_s
     started: list[Case] = []
-
-    def feed():
-        for case in todo:
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            started.append(case)
-            yield case
-
     new = []
-    run = runner(launcher, out, imports, timeout_s, **slurm)
+    groups = [g for g in _groups(todo) if not _unavailable(g, out, prov, new)]
+    todo = [c for g in groups for c in g]
+    run = _runner(launcher, out, imports, timeout_s, slurm if slurm is not None else slurm_options or None)
     try:
         with tqdm(total=len(todo), disable=not progress, unit="case", dynamic_ncols=True) as bar:
-            for case, rec in run.map(feed()):
-                new.append(_keep(out, {**rec, **prov, "load_avg_1m": _load()}))
-                bar.set_postfix_str(f"{case.key} {rec['status']}", refresh=False)
-                bar.update()
+            for cases, recs in run.map(feed_groups(groups, deadline, started)):
+                for case, rec in zip(cases, recs):
+                    new.append(_keep(out, {**rec, **prov, "load_avg_1m": _load()}))
+                    bar.set_postfix_str(f"{case.key} {rec['status']}", refresh=False)
+                    bar.update()
     finally:
         run.close()
     message = f"not started: the sweep's time budget of {budget_s} s ran out; re-run the same command"
     new += [_keep(out, {**skipped(case, message), **prov}) for case in todo[len(started) :]]
     return new
+
+
+def _groups(cases: list[Case]) -> list[list[Case]]:
+    """Cases grouped by Case.group, in the order of their first case (members keep their order)."""
+    groups: dict[tuple, list[Case]] = {}
+    for c in cases:
+        groups.setdefault(c.group, []).append(c)
+    return list(groups.values())
+
+
+def feed_groups(groups: list[list[Case]], deadline: float | None, started: list[Case]):
+    """Groups until the deadline passes (a group is never split); `started` collects what was handed out."""
+    for g in groups:
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        started.extend(g)
+        yield g
+
+
+def _unavailable(group: list[Case], out: Path, prov: dict, new: list[dict]) -> bool:
+    """Record a group whose model's trained weights are missing as skipped (a later run retries it)."""
+    reason = missing_weights(group[0].model)
+    if reason is None:
+        return False
+    new.extend(_keep(out, {**skipped(c, reason), **prov}) for c in group)
+    return True
+
+
+class _PerCase:
+    """Adapter: a per-case runner (submitit / Slurm) driven group by group; each case measured alone."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def map(self, groups):
+        for g in groups:
+            yield g, [rec for _, rec in self.run.map(g)]
+
+    def close(self) -> None:
+        self.run.close()
+
+
+def _runner(launcher: str, out: Path, imports, timeout_s, slurm):
+    if launcher in GROUP_LAUNCHERS:
+        return group_runner(launcher, imports, timeout_s)
+    run = runner(launcher, out, imports, timeout_s, slurm=slurm)
+    return run if launcher == "slurm" else _PerCase(run)  # slurm: all groups as one array, one per task
 
 
 def _load() -> float | None:
@@ -83,7 +127,8 @@ def _keep(out: Path, rec: dict) -> dict:
 
 
 def summary(df: pd.DataFrame | None, new: list[dict]) -> str:
-    """Status counts of this run and, per (model, wrt) at the largest N, time and cosine per estimator."""
+    """Status counts of this run and, per (model, wrt) at the largest N, time, cosine and norm ratio
+    |g_hat| / |g| per estimator."""
     counts = collections.Counter(r["status"] for r in new)
     lines = [
         f"bench: this run recorded {len(new)} cases: " + ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -99,11 +144,14 @@ def summary(df: pd.DataFrame | None, new: list[dict]) -> str:
 
 
 def _short(r) -> str:
+    """'1.2s' and, for an estimator, '(cos 0.63, norm x46)': cosine alone hides magnitude errors."""
     if r.status != "ok":
         return r.status
     t = f"{r.time_median_s:.3g}s"
-    cos = getattr(r, "cos_to_exact", None)
-    return t if cos is None or pd.isna(cos) else f"{t}(cos {cos:.2f})"
+    cos, ratio = getattr(r, "cos_to_exact", None), getattr(r, "norm_ratio_to_exact", None)
+    if cos is None or pd.isna(cos):
+        return t
+    return f"{t}(cos {cos:.2f}" + ("" if ratio is None or pd.isna(ratio) else f", norm x{ratio:.3g}") + ")"
 
 
 def run_and_report(cases: list[Case], out: str | Path, **options) -> pd.DataFrame | None:

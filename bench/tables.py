@@ -4,12 +4,13 @@ model and wrt with ratios to BPTT; a non-ok case shows its status where its numb
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
-from .grid import FLOORS
+from .grid import FLOORS, TRAINED_MODELS
+from .ratios import below_resolution, number, ratio
+from .stats import Estimate, significant, with_interval
 
 COLUMNS = [
     "estimator",
@@ -21,6 +22,8 @@ COLUMNS = [
     "device",
     "status",
     "time_median_s",
+    "time_lo_s",
+    "time_hi_s",
     "time_min_s",
     "time_max_s",
     "peak_mem_bytes",
@@ -33,12 +36,14 @@ COLUMNS = [
     "grad_norm",
     "cos_to_exact",
     "rel_err_to_exact",
+    "norm_ratio_to_exact",
 ]
 INTEGER = ["steps", "peak_mem_bytes", "saved_bytes", "flops", "nfe_fwd_grad", "nfe_fwd_nograd", "nfe_bwd"]
 GROUP = ["model", "sampler", "steps", "wrt", "dtype", "device"]
 RATIO_OF = {
     "time_median_s": "time_x_bptt",
     "peak_mem_bytes": "mem_x_bptt",
+    "live_peak_bytes": "live_x_bptt",
     "saved_bytes": "saved_x_bptt",
     "flops": "flops_x_bptt",
 }
@@ -46,8 +51,9 @@ MIB = 2**20
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
-    """One row per case with the required columns first and ratios to the group's BPTT row."""
-    df = pd.DataFrame(records)
+    """One row per case with the required columns first and ratios to the group's BPTT row (with their
+    intervals from paired rounds: *_lo, *_hi)."""
+    df = pd.DataFrame(_with_ratios(records))
     for col in COLUMNS:
         if col not in df:
             df[col] = None
@@ -57,32 +63,23 @@ def frame(records: list[dict]) -> pd.DataFrame:
             df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     for col in INTEGER:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    df = _with_ratios(df)
     extra = [c for c in df.columns if c not in COLUMNS]
     return df[COLUMNS + extra].sort_values(GROUP + ["estimator"], kind="stable").reset_index(drop=True)
 
 
-def _with_ratios(df: pd.DataFrame) -> pd.DataFrame:
-    rows = df.to_dict("records")
-    bptt = {tuple(r[g] for g in GROUP): r for r in rows if r["estimator"] == "bptt" and r["status"] == "ok"}
-    for col, name in RATIO_OF.items():
-        ratios = []
-        for r in rows:
-            ref = bptt.get(tuple(r[g] for g in GROUP), {})
-            num, den = _float(r.get(col)), _float(ref.get(col))
-            ok = r["status"] == "ok" and num is not None and den
-            ratios.append(num / den if ok else None)
-        df[name] = ratios
-    return df
+def _with_ratios(records: list[dict]) -> list[dict]:
+    rows = [dict(r) for r in records]
+    bptt = {tuple(r.get(g) for g in GROUP): r for r in rows if r.get("estimator") == "bptt"}
+    for r in rows:
+        ref = bptt.get(tuple(r.get(g) for g in GROUP))
+        for col, name in RATIO_OF.items():
+            est = None if ref is None else ratio(r, [ref], col)
+            r[name] = None if est is None else est.value
+            r[f"{name}_lo"], r[f"{name}_hi"] = (None, None) if est is None else (est.lo, est.hi)
+    return rows
 
 
-def _float(v) -> float | None:
-    """v as a finite float, else None."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+_float = number
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -95,64 +92,87 @@ HEADERS = [
     "N",
     "estimator",
     "status",
-    "time (s)",
+    "time (s) [95% CI]",
+    "×BPTT time",
+    "peak RSS (MiB)",
     "×BPTT",
-    "peak mem (MiB)",
-    "×BPTT",
+    "live peak (MiB)",
     "saved held (MiB)",
-    "×BPTT",
     "GFLOP",
     "×BPTT",
     "NFE fwd/no-grad/bwd",
-    "cos to exact",
+    "depth",
+    "cos",
     "rel. err.",
+    "‖ĝ‖/‖g‖",
+    "own sampler: cos / ‖ĝ‖/‖g‖",
 ]
+DASH = "–"
 
 
-def _fmt(v, kind: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if kind == "ratio":
-        return f"{v:.2f}×"
-    if kind == "mib":
-        return f"{v / MIB:.3g}"
-    if kind == "gflop":
-        return f"{v / 1e9:.3g}"
-    if kind == "int":
-        return str(int(v))
-    return f"{v:.3g}" if kind == "g" else f"{v:.4f}"
+def _est(row: dict, value: str, lo: str, hi: str) -> Estimate | None:
+    v = number(row.get(value))
+    return None if v is None else Estimate(v, number(row.get(lo)), number(row.get(hi)), 0)
+
+
+def _ratio_text(row: dict, name: str, digits: int = 2) -> str:
+    est = _est(row, name, f"{name}_lo", f"{name}_hi")
+    return with_interval(est, digits, "×") if est else DASH
+
+
+def _mib(row: dict, column: str) -> str:
+    v = number(row.get(column))
+    if v is None:
+        return DASH
+    if below_resolution(row, column):
+        return "< res"
+    return significant(v / MIB, 3)
 
 
 def _nfe(row) -> str:
-    vals = [row.get(k) for k in ("nfe_fwd_grad", "nfe_fwd_nograd", "nfe_bwd")]
-    return "/".join(_fmt(_float(v), "int") for v in vals)
+    vals = [number(row.get(k)) for k in ("nfe_fwd_grad", "nfe_fwd_nograd", "nfe_bwd")]
+    return "/".join(DASH if v is None else str(int(v)) for v in vals)
+
+
+def _num(row: dict, column: str, digits: int = 3, scale: float = 1.0) -> str:
+    v = number(row.get(column))
+    return DASH if v is None else significant(v / scale, digits)
+
+
+def _coupled(row: dict) -> str:
+    if number(row.get("cos_to_coupled")) is None:
+        return DASH
+    return f"{_num(row, 'cos_to_coupled')} / {_num(row, 'norm_ratio_to_coupled')}"
 
 
 def cells(row: dict) -> list[str]:
     """One table row; a non-ok case shows its status in place of every measured number."""
     head = [str(int(row["steps"])), str(row["estimator"]), str(row["status"])]
     if row["status"] != "ok":
-        return head + [str(row["status"])] + ["–"] * (len(HEADERS) - 4)
+        return head + [str(row["status"])] + [DASH] * (len(HEADERS) - 4)
     floor = row["estimator"] in FLOORS
-    c = {k: _float(row.get(k)) for k in row}
+    time = with_interval(_est(row, "time_median_s", "time_lo_s", "time_hi_s"), 3)
     return head + [
-        _fmt(c["time_median_s"], "g"),
-        _fmt(c.get("time_x_bptt"), "ratio"),
-        _fmt(c["peak_mem_bytes"], "mib"),
-        _fmt(c.get("mem_x_bptt"), "ratio"),
-        _fmt(c["saved_bytes"], "mib"),
-        _fmt(c.get("saved_x_bptt"), "ratio"),
-        _fmt(c["flops"], "gflop"),
-        _fmt(c.get("flops_x_bptt"), "ratio"),
+        time,
+        _ratio_text(row, "time_x_bptt"),
+        _mib(row, "peak_mem_bytes"),
+        _ratio_text(row, "mem_x_bptt"),
+        _mib(row, "live_peak_bytes"),
+        _mib(row, "saved_bytes"),
+        _num(row, "flops", 3, 1e9),
+        _ratio_text(row, "flops_x_bptt", 3),
         _nfe(row),
-        "–" if floor else _fmt(c["cos_to_exact"], "f"),
-        "–" if floor else _fmt(c["rel_err_to_exact"], "g"),
+        _num(row, "pred_depth"),
+        DASH if floor else _num(row, "cos_to_exact", 4),
+        DASH if floor else _num(row, "rel_err_to_exact"),
+        DASH if floor else _num(row, "norm_ratio_to_exact"),
+        _coupled(row),
     ]
 
 
 def _sort_key(row) -> tuple:
-    rank = {"floor-sample": 0, "floor-step": 1, "bptt": 2}
-    return (int(row["steps"]), rank.get(row["estimator"], 3), row["estimator"])
+    rank = {"floor-sample": 0, "floor-step": 1, "bptt": 2, "sdo": 3}
+    return (int(row["steps"]), rank.get(row["estimator"], 4), row["estimator"])
 
 
 def groups(df: pd.DataFrame):
@@ -164,43 +184,23 @@ def groups(df: pd.DataFrame):
 
 
 def _title(t: dict) -> str:
-    return f"{t['model']} · {t['sampler']} · wrt {t['wrt']} · {t['dtype']} · {t['device']}"
+    kind = "trained" if t["model"] in TRAINED_MODELS else "random init"
+    return f"{t['model']} ({kind}) · {t['sampler']} · wrt {t['wrt']} · {t['dtype']} · {t['device']}"
 
 
 def markdown(df: pd.DataFrame) -> str:
-    """Markdown tables, one per group."""
+    """Markdown tables, one per group: trained models first, then the random-init ones."""
     out = []
-    for title, rows in groups(df):
-        out += [f"### {_title(title)}", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-        out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
-        out.append("")
-    return "\n".join(out)
-
-
-def _tex(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        s = s.replace(a, b)
-    return s.replace("×", r"$\times$").replace("–", "--").replace("·", "/")
-
-
-def latex(df: pd.DataFrame) -> str:
-    """LaTeX tables (booktabs), one table environment per group."""
-    out = ["% generated by `python -m bench` -- do not edit; needs \\usepackage{booktabs}"]
-    for title, rows in groups(df):
-        out += [
-            r"\begin{table}[t]",
-            r"\centering\small",
-            r"\caption{" + _tex(_title(title)) + "}",
-            r"\begin{tabular}{rll" + "r" * (len(HEADERS) - 3) + "}",
-            r"\toprule",
-            " & ".join(_tex(h) for h in HEADERS) + r" \\",
-            r"\midrule",
-        ]
-        prev = None
-        for r in rows:
-            if prev is not None and r["steps"] != prev:
-                out.append(r"\midrule")
-            out.append(" & ".join(_tex(c) for c in cells(r)) + r" \\")
-            prev = r["steps"]
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    for trained in (True, False):
+        for title, rows in groups(df):
+            if (title["model"] in TRAINED_MODELS) != trained:
+                continue
+            out += [
+                f"### {_title(title)}",
+                "",
+                "| " + " | ".join(HEADERS) + " |",
+                "|" + "---|" * len(HEADERS),
+            ]
+            out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+            out.append("")
     return "\n".join(out)

@@ -26,7 +26,7 @@ _CTX = Context()
 def test_gradient(benchmark, model, steps, estimator, wrt):
     """One gradient (or floor) of target-MSE through DDIM, wrt the initial latent or the weights."""
     case = Case(model, "ddim", steps, wrt, estimator)
-    fn = target(case, _CTX.problem(case))
+    fn, _ = target(case, _CTX.problem(case))
     benchmark.extra_info.update(case.as_dict())
     result = benchmark.pedantic(fn, rounds=3, warmup_rounds=1)
     benchmark.extra_info.update({k: v for k, v in result.stats.items() if k.startswith("nfe_")})

@@ -15,6 +15,7 @@ import torch
 
 import sdo
 from bench import cli, records
+from bench.grid import every_estimator
 from bench.tables import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,18 +98,21 @@ def test_make_benchmark_on_a_tiny_grid_writes_every_file_and_records_failures(tm
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ["raw/records.jsonl", "benchmark.csv", "benchmark.md", "benchmark.tex", "README.md",
-                 "pytest-benchmark.json", *(f"figures/{m}_vs_N.png" for m in
-                                            ("time", "peak_memory", "saved_bytes", "cosine"))]:  # fmt: skip
+                 "pytest-benchmark.json", *(f"figures/{q}_gmm.png" for q in
+                                            ("time_vs_N", "peak_memory_vs_N", "saved_bytes_vs_N",
+                                             "accuracy_vs_N", "pareto"))]:  # fmt: skip
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     df = pd.read_csv(out / "benchmark.csv")
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
-    registered = set(sdo.estimators.names()) - set(EXPECTED)
+    registered = set(every_estimator()) - set(EXPECTED)
     assert registered | {"floor-sample", "floor-step"} <= set(df.estimator)
     assert set(df.wrt) == {"latent", "params"} and set(df.steps) == {2}
     for name, status in EXPECTED.items():
         assert set(df[df.estimator == name].status) == {status}, name
     ok = df[df.status == "ok"]
     assert ok.time_median_s.notna().all() and ok.flops.gt(0).any() and ok.peak_mem_bytes.notna().all()
+    assert ok.norm_ratio_to_exact.notna().any() and ok.live_peak_bytes.notna().all()
+    assert df.groupby(["wrt"]).group_id.nunique().eq(1).all()  # one worker run per group (no crash there)
     assert (ok.estimator == "bptt").sum() == 2 and ok[ok.estimator == "bptt"].cos_to_exact.gt(0.999).all()
     rec = json.loads((out / "raw/records.jsonl").read_text().splitlines()[0])
     for key in ["git_commit", "git_dirty", "torch_version", "diffusers_version", "python_version",
