@@ -1,4 +1,4 @@
-"""The closing-note table of issue 3: sdo.compare on the Gaussian mixture and a random-init unet-tiny.
+"""Every estimator against BPTT: sdo.compare on the Gaussian mixture and a random-init unet-tiny.
 
     HF_HUB_OFFLINE=1 python -m analysis.compare_table [--models gmm unet-tiny] [--steps 10 50]
 

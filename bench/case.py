@@ -1,6 +1,6 @@
 """Running one group of cases: per case an instrumented warm-up (FLOPs, saved-tensor bytes, NFE, the
 gradient) and its accuracy against the exact gradient, then every case's timed rounds interleaved, each
-under a peak-memory probe with its own baseline (DESIGN.md Sec. 4)."""
+under a peak-memory probe with its own baseline (docs/design.md Sec. 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Peak memory of a block above the state after model load and warm-up (DESIGN.md Sec. 4).
+"""Peak memory of a block above the state after model load and warm-up (docs/design.md Sec. 4).
 
 CUDA: the caching allocator's peak (`max_memory_allocated`). CPU: the process's peak resident set size
 (VmHWM), reset before the block through /proc/self/clear_refs (Linux), after returning freed heap pages

@@ -1,5 +1,5 @@
 """Deterministic and measured costs: FLOPs, saved-tensor bytes, live tensor bytes, wall time, peak memory
-(DESIGN.md Sec. 4)."""
+(docs/design.md Sec. 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Predicted costs of one estimator call, beside the measured ones (DESIGN.md Sec. 4): network calls (NFE),
+"""Predicted costs of one estimator call, beside the measured ones (docs/design.md Sec. 4): network calls (NFE),
 FLOPs, memory class and sequential depth. Every estimator implements `predict(problem) -> Prediction`."""
 
 from __future__ import annotations

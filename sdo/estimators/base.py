@@ -1,6 +1,6 @@
 """The estimator protocol: `estimator(problem) -> GradResult`, one signature for every method.
 
-Most estimators are the shared loop with a different graph-retention set S (DESIGN.md Sec. 1):
+Most estimators are the shared loop with a different graph-retention set S (docs/design.md Sec. 1):
 subclass `RetentionEstimator` and say which steps keep a graph.
 """
 

@@ -1,5 +1,5 @@
 """The Picard-Neumann family: K = 0 is SDO (wrt x_N, x_k) or sdo-all (wrt theta, c), K = N-1 is exact BPTT
-(DESIGN.md Sec. 1).
+(docs/design.md Sec. 1).
 
 With the trajectory as unknowns, its Jacobian splits as L + M: L is the solver arithmetic with the
 network outputs frozen (the linear chain, Eq. 18) and M the network part dPhi/dm dm/dx. M (I - L)^{-1}
