@@ -208,12 +208,14 @@ CASES = [  # (latent, sampler, scheduler config, eta)
 
 
 def table(steps=(3, 7, 10, 50)) -> str:
-    """Markdown rows: model, sampler, scheduler config, eta, N, x_0 and gradient differences."""
+    """Markdown rows: model, sampler, scheduler config, eta, N, then the relative differences of `compare`:
+    sdo vs the loop in float32 and float64, and the loop's own float32 rounding (float32 vs float64 loop)."""
     import sdo
 
     rows = [
-        "| model | sampler | scheduler config | eta | N | x_0 rel. diff | grad rel. diff |",
-        "|---" * 7 + "|",
+        "| model | sampler | scheduler config | eta | N | x_0 f32 | grad f32 | x_0 f64 | grad f64 "
+        "| loop f32 vs f64: x_0, grad |",
+        "|---" * 10 + "|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for k, (latent, sampler, config, eta) in enumerate(CASES):

@@ -68,3 +68,74 @@ def test_every_vp_sampler_denoises_the_mixture(name):
     x0 = sdo.grad(problem, "sdo").x0
     d = torch.cdist(x0, problem.model.means.detach()).min(dim=1).values
     assert d.max() < 0.5
+
+
+def test_unknown_and_mistyped_sampler_options_fail_at_get():
+    with pytest.raises(ValueError, match=r"unknown option 'etta' for sampler 'ddim'; valid: .*eta"):
+        sdo.samplers.get("ddim", 5, etta=0.5)
+    with pytest.raises(ValueError, match="eta='x' has type str; expected float"):
+        sdo.samplers.get("ddim", 5, eta="x")
+    with pytest.raises(ValueError, match="clip_sample=1 has type int; expected bool"):
+        sdo.samplers.get("diffusers-ddim", 5, clip_sample=1)
+    with pytest.raises(ValueError, match="timestep_spacing='middle'; valid: linspace, leading, trailing"):
+        sdo.samplers.get("dpm++2m", 5, timestep_spacing="middle")
+    with pytest.raises(ValueError, match="prediction_type is fixed by the model's training"):
+        sdo.samplers.get("euler", 5, prediction_type="v_prediction")
+    assert {"lower_order_final", "final_sigmas_type"} <= set(sdo.samplers.options("dpm++2m"))
+    assert sdo.samplers.get("ddim", 5, eta=1).options == {"eta": 1}  # an int is a valid float
+
+
+@pytest.mark.parametrize(
+    "sampler,steps,options,message",
+    [
+        (
+            "ddim",
+            5,
+            {"thresholding": True},
+            "ddim does not implement thresholding=True; use the 'diffusers-ddim'",
+        ),
+        ("ddim", 1001, {}, "steps N = 1001 exceeds the model's 1000 training timesteps"),
+        ("ddim", 1000, {"timestep_spacing": "leading", "steps_offset": 1}, "leave 0..999"),
+        ("diffusers-ddim", 61, {}, "builds 62 timesteps for N = 61 with timestep_spacing='trailing'"),
+    ],
+)
+def test_unsupported_settings_are_clear_errors(sampler, steps, options, message):
+    with pytest.raises(ValueError, match=message):
+        make_problem("gmm", sampler, steps, dim=2, sampler_options=options)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_native_grid_is_ddimschedulers_for_every_n(spacing):
+    """vp_timesteps reproduces DDIMScheduler.set_timesteps (numpy's rounding included) for N = 1..200;
+    where diffusers' trailing arange yields N + 1 points (ending at t = -1) the native grid keeps N."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(timestep_spacing=spacing, steps_offset=1 if spacing == "leading" else 0)
+    for n in range(1, 201):
+        scheduler.set_timesteps(n)
+        expected = scheduler.timesteps.tolist()[:n]
+        assert sdo.samplers.vp_timesteps(1000, n, spacing, scheduler.config.steps_offset) == expected, n
+
+
+def test_sdo_models_keep_their_defaults_and_options_override():
+    """Without a scheduler config: trailing grid, clean endpoint, no clipping; options change each."""
+    model = sdo.models.get("gmm", dim=2)
+    plain = sdo.samplers.get("ddim", 4).build(model)
+    assert plain.times == [999.0, 749.0, 499.0, 249.0] and plain.landing[-1] == (1.0, 0.0)
+    lead = sdo.samplers.get("ddim", 4, timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False)
+    built = lead.build(model)
+    assert built.times == [751.0, 501.0, 251.0, 1.0]
+    assert built.landing[-1] == model.schedule.alpha_sigma(0)
+    assert sdo.samplers.get("euler", 4).build(model).scheduler.config.timestep_spacing == "trailing"
+
+
+def test_cli_sampler_option_reaches_the_sampler(capsys):
+    from sdo.cli import main
+
+    base = ["grad", "--model", "gmm", "--steps", "4", "--json"]
+    assert main([*base, "--sampler-option", "timestep_spacing=leading", "--sampler-option", "eta=0.5"]) == 0
+    leading = capsys.readouterr().out
+    assert main(base) == 0
+    assert leading != capsys.readouterr().out
+    assert main([*base, "--sampler-option", "spacing=leading"]) == 2
+    assert "unknown option 'spacing' for sampler 'ddim'" in capsys.readouterr().err
