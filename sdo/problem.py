@@ -24,7 +24,8 @@ class Problem:
     The latent z is standard normal (x_N = init_scale * z); stochastic samplers get one explicit noise
     tensor per step. Both are drawn from `seed` unless given. `params` selects a named subset of theta
     by regular expressions (one string is one pattern; searched in parameter names); None means all
-    network parameters. `dtype` is a torch dtype or its name ("float32").
+    network parameters. `dtype` is a torch dtype or its name ("float32"). `model` may also be a diffusers
+    pipeline or a (unet, scheduler[, vae]) tuple, wrapped as `sdo.models.get` does.
 
     Nothing the caller passed is changed: a model (or nn.Module objective) already in `dtype` on `device`
     is shared with the caller (its parameters are the ones differentiated); otherwise this Problem holds
@@ -50,6 +51,12 @@ class Problem:
         self.dtype, self.device = dtype_of(self.dtype), device_of(self.device)
         if isinstance(self.params, str):
             self.params = [self.params]
+        if isinstance(self.model, (tuple, list)) or (
+            not isinstance(self.model, Denoiser) and hasattr(self.model, "unet")
+        ):  # a diffusers pipeline or (unet, scheduler[, vae]): its modules are shared, as models.get does
+            from .models import from_objects
+
+            self.model = from_objects(self.model)
         self._validate_kinds()
         self.model = converted(self.model, self.dtype, self.device)
         if isinstance(self.objective, nn.Module):

@@ -73,3 +73,13 @@ def test_bench_runs_a_case_on_a_local_directory(tmp_path):
     cases = [c for c in cases_of(args) if c.estimator == "sdo" and c.wrt == "latent"]
     assert cases and all(c.model == str(tmp_path) for c in cases)
     assert run_case(cases[0])["status"] == "ok"
+
+
+def test_problem_takes_a_pipeline_and_samples_with_its_scheduler():
+    from diffusers import DDIMPipeline
+
+    unet = UNet2DModel(**configs.UNET_TINY).eval()
+    pipe = DDIMPipeline(unet, DDIMScheduler(timestep_spacing="leading", steps_offset=1))
+    problem = sdo.Problem(pipe, sdo.samplers.get("ddim", 4), sdo.objectives.get("target-mse"))
+    assert problem.model.unet is unet
+    assert problem.solver.times == [751.0, 501.0, 251.0, 1.0]
