@@ -11,6 +11,7 @@ import torch
 import sdo
 
 from . import report
+from .cluster import options as cluster
 from .grid import BUDGETS_S, EXACT_DTYPES, GRIDS, expand
 from .launch import LAUNCHERS, import_plugins
 from .records import finished, records_path
@@ -63,9 +64,7 @@ def parser() -> argparse.ArgumentParser:
         help="seconds after which no new case starts (default: the grid's, quick 1020; 0 = none)",
     )
     run.add_argument("--timeout", type=float, help="seconds per case (subprocess launcher); else no limit")
-    run.add_argument("--slurm-partition")
-    run.add_argument("--slurm-time", type=int, help="minutes per job")
-    run.add_argument("--slurm-gpus-per-node", type=int)
+    cluster.add_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="regenerate tables, figures and README from out/raw")
     rep.add_argument("--out", default="results")
@@ -149,10 +148,10 @@ def command(argv: list[str]) -> int:
         import_plugins(args.imports)
         _validate(args)
         cases = cases_of(args)
+        slurm = cluster.from_args(args)
     except ValueError as exc:
         print(f"python -m bench: error: {exc}", file=sys.stderr)
         return 2
-    slurm = dict(partition=args.slurm_partition, time=args.slurm_time, gpus_per_node=args.slurm_gpus_per_node)
     run_and_report(
         cases,
         args.out,
@@ -164,6 +163,6 @@ def command(argv: list[str]) -> int:
         budget_s=BUDGETS_S.get(args.grid) if args.budget is None else args.budget,
         argv=["-m", "bench", *argv],
         progress=not args.quiet,
-        **slurm,
+        slurm=slurm,
     )
     return 0

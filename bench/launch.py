@@ -1,5 +1,6 @@
 """Where cases run: in this process, in a worker subprocess (default: its own RSS peak, and a crash or a
-kill by the OOM killer becomes a status), or as submitit jobs (`local` executor or a `slurm` cluster)."""
+kill by the OOM killer becomes a status), as submitit jobs on this machine (`local`), or as Slurm array
+tasks (`slurm`, bench/cluster)."""
 
 from __future__ import annotations
 
@@ -133,29 +134,20 @@ def job(case: dict, imports: list[str]) -> dict:
 
 
 class Submitit:
-    """One submitit job per case: `local` runs them one at a time; `slurm` submits all, gathers as done."""
+    """One submitit job per case on this machine, one at a time (concurrent jobs would share the cores
+    being timed)."""
 
-    def __init__(self, cluster: str, folder: Path, imports: Iterable[str] = (), **slurm):
+    name = "local"
+
+    def __init__(self, folder: Path, imports: Iterable[str] = ()):
         import submitit
 
-        self.name, self.imports = cluster, list(imports)
-        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-        if cluster == "slurm":
-            self.executor.update_parameters(**{f"slurm_{k}": v for k, v in slurm.items() if v is not None})
+        self.imports = list(imports)
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster="local")
 
     def map(self, cases: Iterable[Case]) -> Iterator[tuple[Case, dict]]:
-        if self.name == "local":  # sequential: concurrent local jobs would share the cores being timed
-            for case in cases:
-                yield case, self._result(case, self._submit(case))
-            return
-        jobs = [(case, self._submit(case)) for case in cases]
-        while jobs:
-            done = [(c, j) for c, j in jobs if j.done()]
-            for case, j in done:
-                yield case, self._result(case, j)
-            jobs = [(c, j) for c, j in jobs if not j.done()]
-            if jobs and not done:
-                threading.Event().wait(5.0)
+        for case in cases:
+            yield case, self._result(case, self._submit(case))
 
     def _submit(self, case: Case):
         return self.executor.submit(job, case.as_dict(), self.imports)
@@ -170,14 +162,18 @@ class Submitit:
         pass
 
 
-def runner(launcher: str, out: Path, imports: Iterable[str] = (), timeout_s: float | None = None, **slurm):
-    """The runner for `launcher` (see LAUNCHERS)."""
+def runner(launcher: str, out: Path, imports: Iterable[str] = (), timeout_s: float | None = None, slurm=None):
+    """The runner for `launcher` (see LAUNCHERS); `slurm`: bench.cluster.options.SlurmOptions."""
     check_choice("launcher", launcher, LAUNCHERS)
     if launcher == "inprocess":
         return InProcess(imports)
     if launcher == "subprocess":
         return Subprocess(imports, timeout_s)
-    return Submitit(launcher, Path(out) / "submitit", imports, **slurm)
+    if launcher == "local":
+        return Submitit(Path(out) / "submitit", imports)
+    from .cluster.slurm import SlurmArray
+
+    return SlurmArray(Path(out) / "submitit", imports, slurm)
 
 
 def worker(imports: list[str]) -> None:
