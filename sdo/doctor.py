@@ -174,7 +174,7 @@ def _saturation_findings(trace: Trace, grads: dict) -> list[Finding]:
         frac = float(zero.double().mean())
         detail = f"{frac:.1%} of elements have exactly zero gradient"
         bounds = _clamp_bounds(shown)
-        if bounds:
+        if bounds and frac > 0:
             at_bound = zero & sum(shown == b for b in bounds).bool()
             where = " or ".join(f"{b:.4g}" for b in bounds)
             detail += f", {float(at_bound.double().mean()):.1%} with D(x_0) at a clamp bound {where}"
