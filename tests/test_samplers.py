@@ -139,3 +139,17 @@ def test_cli_sampler_option_reaches_the_sampler(capsys):
     assert leading != capsys.readouterr().out
     assert main([*base, "--sampler-option", "spacing=leading"]) == 2
     assert "unknown option 'spacing' for sampler 'ddim'" in capsys.readouterr().err
+
+
+def test_on_grid_tells_the_ode_adjoints_when_ddim_is_not_plain_ddim():
+    """adjoint and adjoint-deis integrate the ODE on the grid; clipping or off-grid landing is refused."""
+    model = sdo.models.get("gmm", dim=2)
+    assert sdo.samplers.get("ddim", 7).build(model).on_grid
+    assert sdo.samplers.get("diffusers-ddim", 10).build(model).on_grid
+    assert not sdo.samplers.get("diffusers-ddim", 7).build(model).on_grid  # lands on t - 142, off the grid
+    assert not sdo.samplers.get("ddim", 7, landing="diffusers").build(model).on_grid
+    assert not sdo.samplers.get("ddim", 10, clip_sample=True).build(model).on_grid
+    assert not sdo.samplers.get("ddim", 10, set_alpha_to_one=False).build(model).on_grid
+    for estimator in ("adjoint", "adjoint-deis"):
+        with pytest.raises(ValueError, match="clips x0_hat, steps off its grid"):
+            sdo.grad(make_problem("gmm", "ddim", 4, dim=2, sampler_options={"clip_sample": True}), estimator)

@@ -49,6 +49,12 @@ def check_adjoint_problem(problem, name: str) -> None:
         )
     if problem.solver.stochastic:
         raise ValueError(f"{name} integrates the probability-flow ODE; the sampler must be deterministic")
+    if not getattr(problem.solver, "on_grid", True):
+        raise ValueError(
+            f"{name} integrates the probability-flow ODE on the sampler's grid; this sampler clips x0_hat, "
+            "steps off its grid or ends short of t = 0 (use clip_sample=False, set_alpha_to_one=True and a "
+            "timestep_spacing whose steps land on the grid, e.g. leading or N dividing T)"
+        )
 
 
 @dataclasses.dataclass

@@ -157,6 +157,12 @@ class DDIM(Sampler):
         self.coef = [self.schedule.alpha_sigma(t) for t in self.times] + [(1.0, 0.0)]
         self.landing = self.coef[1:]
 
+    @property
+    def on_grid(self) -> bool:
+        """Plain DDIM on its grid: each step lands on the next grid point, the last on the clean point,
+        no clipping (the discretisation the probability-flow ODE adjoints assume)."""
+        return self.clip is None and self.landing == self.coef[1:] and self.coef[-1] == (1.0, 0.0)
+
     def timestep(self, i: int) -> float:
         return self.times[self._check_index(i)]
 

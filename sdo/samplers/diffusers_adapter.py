@@ -115,6 +115,18 @@ class DDIMAdapter(DiffusersSampler):
             raise ValueError(f"eta must be >= 0; got {self.eta}")
         self.stochastic = self.eta > 0
 
+    @property
+    def on_grid(self) -> bool:
+        """Plain DDIM on its grid (see DDIM.on_grid): no clipping or thresholding, a clean end point, and
+        every t - T // N is the next grid point."""
+        cfg, T = self.scheduler.config, self.scheduler.config.num_train_timesteps
+        landing = [int(t) - T // self.steps for t in self.times]
+        nexts = [int(t) for t in self.times[1:]] + [min(landing[-1], -1)]
+        plain = (
+            not (cfg.clip_sample or cfg.thresholding or cfg.rescale_betas_zero_snr) and cfg.set_alpha_to_one
+        )
+        return plain and landing == nexts
+
     def _step_kwargs(self, noise) -> dict:
         if self.eta > 0 and noise is None:
             raise ValueError("DDIM with eta > 0 needs the step's noise passed explicitly")
