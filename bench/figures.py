@@ -24,11 +24,16 @@ QUESTIONS = ("time_vs_N", "peak_memory_vs_N", "saved_bytes_vs_N", "accuracy_vs_N
 
 
 def styles(names: list[str]) -> dict[str, dict]:
-    """One (colour, marker, line style) per estimator, distinct for up to 8 x 4 names, the same everywhere;
-    the floors in grey."""
-    out, others = {}, sorted(n for n in set(names) if n not in FLOORS)
+    """One (colour, marker, line style) per estimator, the same in every figure: sdo black, bptt blue, the
+    others cycling the remaining Okabe-Ito colours with distinct markers and line styles; floors grey."""
+    out = {
+        "sdo": dict(color="#000000", marker="o", linestyle="-"),
+        "bptt": dict(color="#0072B2", marker="s", linestyle="-"),
+    }
+    others = sorted(n for n in set(names) if n not in FLOORS and n not in out)
+    colours = [c for c in OKABE_ITO if c not in ("#000000", "#0072B2")]
     for i, n in enumerate(others):
-        out[n] = dict(color=OKABE_ITO[i % 8], marker=MARKERS[i % len(MARKERS)], linestyle=LINES[(i // 8) % 4])
+        out[n] = dict(color=colours[i % 6], marker=MARKERS[2 + i % 10], linestyle=LINES[(i // 6) % 4])
     for n, ls in zip(FLOORS, ("--", ":")):
         out[n] = dict(color="#7f7f7f", marker="_", linestyle=ls)
     return out
@@ -71,6 +76,7 @@ def _memory(ax, e: pd.DataFrame, st: dict, name: str) -> None:
     bars, values below the RSS resolution drawn hollow at the resolution line."""
     if "live_peak_bytes" in e and _num(e, "live_peak_bytes").notna().all():
         ax.plot(e.steps, _num(e, "live_peak_bytes") / MIB, label=name, markersize=4, **st)
+        ax.set_ylabel("live tensor MiB at the peak (deterministic)", fontsize=8)
         return
     y = _num(e, "peak_mem_bytes") / MIB
     rounds = [rounds_of(r, "peak_mem_rounds") or [] for r in e.to_dict("records")]
@@ -124,9 +130,10 @@ def _labels(question: str, col) -> None:
         "saved_bytes_vs_N": ("saved-tensor MiB held at once", "log"),
         "accuracy_vs_N": ("cosine to exact gradient", "linear"),
     }[question]
-    col[0].set_ylabel(label[0], fontsize=8)
+    if not col[0].get_ylabel():
+        col[0].set_ylabel(label[0], fontsize=8)
     col[0].set_yscale(label[1])
-    if question == "peak_memory_vs_N":
+    if question == "peak_memory_vs_N" and not col[0].get_ylabel().startswith("live"):
         col[0].axhline(RSS_RESOLUTION / MIB, color="#7f7f7f", linewidth=0.6, linestyle=":")
     if question == "accuracy_vs_N":
         col[1].set_ylabel("norm ratio |ĝ| / |g|", fontsize=8)

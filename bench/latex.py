@@ -25,7 +25,8 @@ def tex(s: str) -> str:
     """Escape text for LaTeX (the table cells are plain text)."""
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
         s = s.replace(a, b)
-    return s.replace("×", r"$\times$").replace("–", "--").replace("< res", r"$<$\,res")
+    s = s.replace("×", r"$\times$").replace("–", "--").replace("< res", r"$<$\,res").replace("·", "/")
+    return s.replace("‖", r"$\|$")
 
 
 def _values(df: pd.DataFrame, col: str) -> str:
@@ -97,7 +98,8 @@ COST_CAPTION = (
     "Cost of one gradient on {model} ({kind}). Time: median of the timed rounds with its 95\\% bootstrap "
     "interval in brackets. $\\times$BPTT = the estimator's time (or peak memory) divided by BPTT's on the "
     "same problem (same model, sampler, $N$, wrt): the median of the per-round ratios, with a 95\\% "
-    "bootstrap interval from paired rounds (the rounds of one problem were interleaved). Peak memory: {mem}; "
+    "bootstrap interval from paired rounds (the rounds of one problem were interleaved); a deterministic "
+    "memory figure has no interval. Peak memory: {mem}; "
     "$<$\\,res = below the measurement's resolution. NFE = network forwards with a graph / without / VJPs. "
     "{prov}"
 )

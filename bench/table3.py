@@ -69,7 +69,8 @@ def markdown(df: pd.DataFrame) -> str:
 CAPTION = (
     "Table 3 analogue: one gradient of the initial latent on {title}. SDO / time = SDO's time divided by the "
     "estimator's on the same problem, the median of per-round ratios with a 95\\% bootstrap interval from "
-    "paired (interleaved) rounds; SDO / peak mem likewise for the peak memory. adjointdpm and doodl are "
+    "paired (interleaved) rounds; SDO / peak mem likewise for the peak memory (the deterministic peak of live "
+    "tensor bytes where recorded: no interval). adjointdpm and doodl are "
     "configured as the public AdjointDPM and DOODL code ships them; adjoint and reversible are the suite's "
     "configurations. NFE = forwards with a graph / without / recomputed in the backward / VJPs. {prov}"
 )

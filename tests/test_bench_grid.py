@@ -114,8 +114,10 @@ def test_targets_give_verdicts_from_paired_intervals():
     assert got["SDO time <= 1.05 x (floor-sample + floor-step)"] == "inconclusive"
     for r in rows[:4]:
         r["load_max_1m"] = 1.6  # above 1 thread + 0.5
+    rows[1]["live_peak_bytes"], rows[2]["live_peak_bytes"] = 100 * 2**20, 101 * 2**20
     got = {t.claim: t.verdict for t in targets.evaluate(pd.DataFrame(rows))}
     assert got["SDO time <= 0.10 x adjoint"] == "flagged"
+    assert got["SDO peak memory <= 1.05 x floor-step peak"] == "holds"  # live bytes: deterministic, no load
     rows[-1]["saved_bytes"] = 90 * 2**20  # no longer linear
     got = {t.claim: t.verdict for t in targets.evaluate(pd.DataFrame(rows))}
     assert got["BPTT saved bytes grow linearly in N"] == "misses"
