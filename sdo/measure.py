@@ -160,7 +160,7 @@ def live_tensor_bytes() -> Iterator[LiveBytes]:
     mode = _LiveBytesMode(out)
     with mode:
         yield out
-    gc.collect()
+    gc.collect(1)  # young generations: cycles made in the block (a full collection costs seconds)
     with mode.lock:
         out.held_at_exit = out.live
 
