@@ -149,17 +149,21 @@ def main(argv: list[str] | None = None) -> int:
         res = estimator(make_problem(args))
     except ValueError as e:
         return fail(EXIT_BAD_INPUT, str(e))
-    except (torch.OutOfMemoryError, MemoryError) as e:
-        return fail(EXIT_RUNTIME, f"out of memory: {e}")
     except KeyboardInterrupt:
         return fail(EXIT_INTERRUPTED, "interrupted")
     except Exception as e:  # noqa: BLE001 - any other failure is a runtime failure, reported in one line
-        return fail(EXIT_RUNTIME, f"runtime failure: {type(e).__name__}: {e}")
+        kind = "out of memory" if out_of_memory(e) else f"runtime failure: {type(e).__name__}"
+        return fail(EXIT_RUNTIME, f"{kind}: {e}")
     rec = summary(args, res)
     print(json.dumps(rec, default=str) if args.json else format_line(rec))
     if not res.ok:
         return fail(EXIT_NONFINITE, f"the result is not finite (status={res.status})")
     return EXIT_OK
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """torch's or Python's out-of-memory error, or the CPU allocator's RuntimeError."""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(e)
 
 
 def fail(code: int, message: str) -> int:

@@ -131,7 +131,8 @@ def test_cli_nonfinite_result_exits_1_with_its_line(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("exc,needle", [(torch.OutOfMemoryError("CUDA out of memory"), "out of memory"),
-                                        (RuntimeError("boom\nsecond line"), "runtime failure: RuntimeError: boom")])  # fmt: skip
+                                        (RuntimeError("boom\nsecond line"), "runtime failure: RuntimeError: boom second line"),
+                                        (RuntimeError("DefaultCPUAllocator: can't allocate memory"), "error: out of memory: ")])  # fmt: skip
 def test_cli_runtime_failure_exits_3_in_one_line(capsys, monkeypatch, exc, needle):
     def fail(args):
         raise exc
