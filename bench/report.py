@@ -182,7 +182,9 @@ def readme(df: pd.DataFrame, out: Path, commands: list[str]) -> str:
         "## Commands",
         "",
         "`make benchmark` runs the pytest-benchmark tests, then the quick sweep (which writes everything "
-        "else); `make benchmark-full` runs the GPU grid into `results/full/`. The commands recorded:",
+        "else); `make benchmark-accuracy` runs the trained-model accuracy grid into `results/accuracy/`, "
+        "`make benchmark-table3` the Table 3 analogue into `results/table3/`, `make benchmark-full` the GPU "
+        "grid into `results/full/`. The commands recorded:",
         "",
         *[f"    {c}" for c in cmds],
         "",

@@ -37,7 +37,6 @@ def sweep(
     argv: list[str] | None = None,
     progress: bool = True,
     slurm=None,
-    **slurm_options,
 ) -> list[dict]:
     """Run the pending cases; returns the new records (already appended to out/raw/records.jsonl).
     After budget_s seconds no new case starts; those left are recorded as `skipped` (a re-run does them)."""
@@ -51,7 +50,7 @@ def sweep(
     new = []
     groups = [g for g in _groups(todo) if not _unavailable(g, out, prov, new)]
     todo = [c for g in groups for c in g]
-    run = _runner(launcher, out, imports, timeout_s, slurm if slurm is not None else slurm_options or None)
+    run = _runner(launcher, out, imports, timeout_s, slurm)
     try:
         with tqdm(total=len(todo), disable=not progress, unit="case", dynamic_ncols=True) as bar:
             for cases, recs in run.map(feed_groups(groups, deadline, started)):
