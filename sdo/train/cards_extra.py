@@ -62,7 +62,9 @@ def training_curve(work: Path | None, classifier, out: Path, steps: int, seed: i
 
     from ..models.digits import digits_ddpm
 
-    root = Path(work or "") / "digits-ddpm"
+    from .recipes import work_dir
+
+    root = work_dir("digits-ddpm", work)
     if not (root / "log.jsonl").exists():
         return ["- training curve: the training log was not found (pass --work to the card command)"]
     log = [json.loads(line) for line in (root / "log.jsonl").read_text().splitlines()]
