@@ -25,7 +25,7 @@ def z_scores(mean, g, samples):
 def test_mean_converges_to_the_smoothed_gradient_on_a_quadratic():
     problem = linear_problem()
     exact = sdo.grad(problem, "bptt").flat()
-    samples = 800
+    samples = 500
     est = sdo.grad(problem, "spsa", samples=samples, sigma=0.1, seed=3).flat()
     z = z_scores(est, exact, samples)
     # 3 coordinates, |z| < 4 each: P(false failure) < 3 * 6.3e-5 under the CLT
@@ -37,11 +37,11 @@ def test_unbiased_on_a_mixture_for_the_smoothed_gradient():
     """Nonlinear J: the mean of many SPSA estimates matches the smoothed gradient E[grad J(z + sigma u)]
     computed independently by BPTT at sampled points (antithetic, same directions count)."""
     problem = make_problem(steps=3, dim=2, components=3, spread=1.0, scale=0.5)
-    sigma, samples = 0.3, 1000
+    sigma, samples = 0.3, 600
     est = sdo.grad(problem, "spsa", samples=samples, sigma=sigma, seed=11).flat()
     g = torch.Generator().manual_seed(5)
     smoothed = []
-    for _ in range(150):
+    for _ in range(100):
         u = torch.randn(problem.latent.shape, generator=g, dtype=torch.float64)
         for sign in (1, -1):
             moved = make_problem(steps=3, dim=2, components=3, spread=1.0, scale=0.5)
