@@ -90,6 +90,9 @@ class DDIM(Sampler):
 
     def __init__(self, schedule: NoiseSchedule, prediction_type: str, steps: int, **options):
         super().__init__(steps)
+        unknown = sorted(set(options) - set(SDO_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown ddim options {unknown}; valid: {', '.join(sorted(SDO_DEFAULTS))}")
         opts = {**SDO_DEFAULTS, **options}
         if opts["eta"] < 0:
             raise ValueError(f"eta must be >= 0; got {opts['eta']}")
