@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import sdo
-from bench import cli, latex, tables, targets
+from bench import cli, grid, latex, tables, targets
 from bench.grid import FLOORS, Case, every_estimator, expand, product_dict
 
 
@@ -136,3 +136,13 @@ def test_ratios_to_bptt_carry_intervals_from_paired_rounds_and_tables_show_the_n
     assert "| 46.0 |" in line and "0.50× [0.50, 0.50]" in line
     tex = latex.latex(df)
     assert r"\label{tab:accuracy-m}" in tex and "46" in tex and "e-0" not in tex and "e+0" not in tex
+
+
+def test_accuracy_grid_covers_the_trained_models_three_wrt_and_n_up_to_200_in_float64():
+    cases = expand("accuracy")
+    assert {c.model for c in cases} == set(grid.TRAINED_MODELS)
+    assert {c.wrt for c in cases} == {"latent", "intermediate", "params"}
+    assert {c.steps for c in cases} == {10, 25, 50, 100, 200}
+    assert {c.exact_dtype for c in cases} == {"float64"}
+    assert "spsa" not in {c.estimator for c in cases if c.steps == 200}
+    assert {"adjointdpm", "doodl"} <= {c.estimator for c in expand("table3")}
