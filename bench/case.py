@@ -129,7 +129,7 @@ def floor_sample(problem: sdo.Problem) -> GradResult:
     with torch.no_grad():
         x, history, first, _ = rollout.start()
         x0, _ = rollout.run(x, history, first, 1, keep_set(()))
-        loss = problem.objective(problem.model.decode(x0))
+        loss = problem.loss(x0)
     return GradResult({}, float(loss), x0, {"status": "ok", **rollout.calls.as_dict()})
 
 

@@ -103,7 +103,7 @@ class AdjointDEIS(Estimator):
 
     def _loss_and_cotangent(self, problem, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         leaf = x0.detach().requires_grad_(True)
-        loss = problem.objective(problem.model.decode(leaf))
+        loss = problem.loss(leaf)
         if not loss.requires_grad:
             return loss.detach(), torch.zeros_like(leaf)
         return loss.detach(), torch.autograd.grad(loss, leaf)[0]

@@ -101,7 +101,7 @@ class _Base:
     def _sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.rollout.problem
         x0, _ = self.rollout.run(x, self.history, self.first, 1, NO_GRAPH)
-        return p.objective(p.model.decode(x0)).detach().reshape(()), x0
+        return p.loss(x0).detach(), x0
 
     def _with_params(self, moved: dict) -> tuple[torch.Tensor, torch.Tensor]:
         params = self.rollout.problem.parameters()
