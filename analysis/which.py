@@ -39,7 +39,9 @@ def normalise(raw: pd.DataFrame) -> pd.DataFrame:
         out["peak_mib"] = col / 2**20 if col is not None else math.nan
     import sdo
 
-    out = out[out["estimator"].isin(sdo.estimators.names())]  # drop reference rows (e.g. the sampling floor)
+    out = out[
+        out["estimator"].isin(sdo.estimators.names())
+    ].copy()  # drop reference rows (the sampling floor)
     out["exact"] = [is_exact(e) for e in out["estimator"]]
     if "status" in out.columns:
         out = out[out["status"] == "ok"]
