@@ -61,7 +61,8 @@ class Context:
     def problem(self, case: Case) -> sdo.Problem:
         """min J(x_0) for the case: target-MSE objective, seed 0, batch 1; wrt intermediate: x_k at the step
         whose timestep is nearest t = 600 (the paper's intermediate point)."""
-        model = self.model(case.model)
+        # the worker's own cached model, moved in place (a Problem copies models it would have to convert)
+        model = self.model(case.model).to(device=case.device, dtype=DTYPES[case.dtype])
         sampler = sdo.samplers.get(case.sampler, steps=case.steps)
         k = intermediate_step(sampler.build(model), case.steps) if case.wrt == "intermediate" else None
         return sdo.Problem(
