@@ -6,7 +6,8 @@ import torch
 from conftest import make_problem
 
 import sdo
-from sdo.measure import live_tensor_bytes
+from sdo.measure import count_flops, live_tensor_bytes
+from sdo.theory import unit_flops
 
 
 @pytest.mark.parametrize(
@@ -31,8 +32,8 @@ def test_floor_gradient_equals_plain_sdo(model, wrt, options):
 
 
 def test_floor_counts_and_peak():
-    """N no-graph forwards, one recomputed forward and one VJP (as predicted); the live peak stays below plain
-    SDO's, which holds step N's graph through the other N - 1 forwards."""
+    """N no-graph forwards, one recomputed forward and one VJP (as predicted, FLOPs too); the live peak stays
+    below plain SDO's, which holds step N's graph through the other N - 1 forwards."""
     problem = make_problem("unet-tiny", steps=4, dtype=torch.float32)
     floor = sdo.estimators.get("sdo", memory="floor")
     peaks = {}
@@ -52,6 +53,8 @@ def test_floor_counts_and_peak():
         }
     )
     assert peaks["floor"] < peaks["plain"]
+    flops = count_flops(lambda: floor(problem))
+    assert flops == pytest.approx(floor.predict(problem).flops(unit_flops(problem)), rel=0.02)
 
 
 def test_unknown_memory_mode_is_rejected():
