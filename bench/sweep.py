@@ -15,7 +15,6 @@ from . import report
 from .grid import Case, missing_weights
 from .launch import runner, skipped
 from .records import append, finished, provenance
-from .workers import GROUP_LAUNCHERS, group_runner
 
 
 def pending(cases: list[Case], out: str | Path, retry: tuple[str, ...] = (), max_cases: int | None = None):
@@ -106,10 +105,9 @@ class _PerCase:
 
 
 def _runner(launcher: str, out: Path, imports, timeout_s, slurm):
-    if launcher in GROUP_LAUNCHERS:
-        return group_runner(launcher, imports, timeout_s)
+    """Group runners (subprocess, inprocess, slurm); `local` submitit jobs measure one case each."""
     run = runner(launcher, out, imports, timeout_s, slurm=slurm)
-    return run if launcher == "slurm" else _PerCase(run)  # slurm: all groups as one array, one per task
+    return _PerCase(run) if launcher == "local" else run
 
 
 def _load() -> float | None:

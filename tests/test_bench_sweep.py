@@ -84,7 +84,7 @@ def plugin(tmp_path, monkeypatch):
 def _make(target: str, out: Path, *variables: str) -> subprocess.CompletedProcess:
     cmd = ["make", "-s", target, "STAMP=", f"PY={sys.executable}", *variables]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a test checks files and statuses, not times
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
