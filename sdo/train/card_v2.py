@@ -63,12 +63,11 @@ def training_curve(out: Path, n: int, steps: int, seed: int, guidance: float = 3
     """Loss and FID (n samples, guidance 3) of every EMA snapshot, as fmnist-ddpm-v2-curve.png."""
     import matplotlib.pyplot as plt
 
+    from ..data import fmnist_tensors
     from ..models.trained import fmnist_ddpm_v2
     from ..tasks.fid import fid
     from ..tasks.sampling import generate
     from .recipes import work_dir
-
-    from ..data import fmnist_tensors
 
     root = work_dir(NAME)
     log = [json.loads(line) for line in (root / "log.jsonl").read_text().splitlines()]
