@@ -1,51 +1,111 @@
-"""CLI: python -m sdo.tasks {adversarial,style,reward,all} [--tiny] [--out DIR] [--estimators ...]."""
+"""CLI: python -m sdo.tasks {adversarial,style,reward,all} [--quick] [--model NAME] [--out DIR] ...
+
+Writes each task's tables (with intervals), figures and provenance JSON, then the README with the
+"paper claim | our measurement | verdict" table."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from pathlib import Path
 
 import torch
 
 from . import TASKS
-from .adversarial import AdversarialConfig, run_adversarial
-from .common import RESULTS, markdown
+from .adversarial import UPDATES, AdversarialConfig, run_adversarial
+from .common import DEFAULT_MODEL, RESULTS, load_models, markdown
 from .reward import METHODS, RewardConfig, run_reward
 from .style import StyleConfig, run_style
 
-# Tiny settings: every task end to end in seconds (tests), same code path as the defaults.
-TINY = {
-    "adversarial": dict(n=2, steps=3, opt_steps=2, fid_reference=0),
-    "style": dict(n=1, steps=3, opt_steps=1, t_intermediate=600),
-    "reward": dict(batch=1, steps=2, opt_steps=2, eval_n=2),
+# Quick settings: every task end to end in about a minute (make tasks-quick, the tests), same code path.
+QUICK = {
+    "adversarial": dict(n=4, steps=10, opt_steps=2, seeds=(0, 1), batch=4, fid_reference=200, pool_factor=60),
+    "style": dict(n=2, steps=4, opt_steps=1, seeds=(0, 1)),
+    "reward": dict(
+        batch=2,
+        steps=4,
+        opt_steps=2,
+        eval_n=4,
+        eval_every=1,
+        sweep_factors=(1.0, 16.0),
+        sweep_steps=1,
+        depth_batches=2,
+        depths=(1, 4),
+        seeds=(0, 1),
+        fid_reference=200,
+    ),
 }
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sdo.tasks", description=__doc__)
     p.add_argument("task", choices=(*TASKS, "all"))
-    p.add_argument("--tiny", action="store_true", help="a seconds-long smoke setting")
+    p.add_argument("--quick", "--tiny", action="store_true", help="seconds-long smoke settings (the tests)")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="diffusion model name (class-conditional or not)")
+    p.add_argument("--weights", default=None, help="other weights for --model (e.g. an in-progress EMA file)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w (model default)")
+    p.add_argument("--seeds", type=int, nargs="*", default=None, help="override every task's seeds")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="TASK.KEY=VALUE",
+        help="override a config field, e.g. adversarial.n=50 reward.opt_steps=10 (Python literals)",
+    )
     p.add_argument("--estimators", nargs="*", default=None, help="adversarial/style: estimator names")
     p.add_argument("--methods", nargs="*", default=None, help=f"reward: any of {list(METHODS)}")
-    p.add_argument("--update", nargs="*", default=["gd", "sign"], help="adversarial: gd (paper) and/or sign")
+    p.add_argument("--update", nargs="*", default=list(UPDATES), help="adversarial: gd (paper) and/or sign")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="only cpu is supported by the tasks for now")
     return p
 
 
-def run(task: str, tiny: bool, out: Path, estimators=None, methods=None, updates=("gd", "sign")) -> dict:
-    """Run one task (or all); returns {name: DataFrame}."""
+def settings(task: str, quick: bool, seeds, overrides=()) -> dict:
+    """The config overrides of one task: the quick settings if asked, then the seeds, then TASK.KEY=VALUE."""
+    opts = dict(QUICK[task]) if quick else {}
+    if seeds:
+        opts["seeds"] = tuple(seeds)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        where, dot, field = key.partition(".")
+        if not sep or not dot or where not in TASKS:
+            raise ValueError(f"--set {item!r}: expected TASK.KEY=VALUE with TASK one of {', '.join(TASKS)}")
+        if where == task:
+            opts[field] = ast.literal_eval(value)
+    return opts
+
+
+def run(
+    task: str,
+    quick: bool,
+    out: Path,
+    estimators=None,
+    methods=None,
+    updates=UPDATES,
+    tm=None,
+    seeds=None,
+    overrides=(),
+):
+    """Run one task (or all) and regenerate out/README.md; returns {name: DataFrame}."""
+    from .report import write_readme
+
+    tm = tm or load_models()
     tables = {}
     if task in ("adversarial", "all"):
         for update in updates:
-            cfg = AdversarialConfig(update=update, **(TINY["adversarial"] if tiny else {}))
-            tables[f"adversarial-{update}"] = run_adversarial(cfg, estimators, out)
+            cfg = AdversarialConfig(update=update, **settings("adversarial", quick, seeds, overrides))
+            tables[f"adversarial-{update}"] = run_adversarial(cfg, estimators, out, tm)
     if task in ("style", "all"):
-        tables["style"] = run_style(StyleConfig(**(TINY["style"] if tiny else {})), estimators, out)
+        tables["style"] = run_style(
+            StyleConfig(**settings("style", quick, seeds, overrides)), estimators, out, tm
+        )
     if task in ("reward", "all"):
-        tables["reward"] = run_reward(RewardConfig(**(TINY["reward"] if tiny else {})), methods, out=out)
+        tables["reward"] = run_reward(
+            RewardConfig(**settings("reward", quick, seeds, overrides)), methods, out=out, tm=tm
+        )
+    write_readme(out)
     return tables
 
 
@@ -54,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.device != "cpu":
         raise ValueError(f"--device {args.device!r}: the tasks run on cpu only for now; valid: cpu")
     torch.set_num_threads(args.threads)
-    for name, df in run(args.task, args.tiny, args.out, args.estimators, args.methods, args.update).items():
+    tm = load_models(args.model, args.weights, args.guidance)
+    tables = run(
+        args.task, args.quick, args.out, args.estimators, args.methods, args.update, tm, args.seeds, args.set
+    )
+    for name, df in tables.items():
         print(f"\n## {name}\n\n{markdown(df)}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -14,17 +15,55 @@ import torch.nn.functional as F
 from .. import estimators
 
 RESULTS = Path("results/tasks")
-# `reversible` is left out: it differentiates its own coupled (EDICT) sampler, whose samples are not the plain
-# DDIM samples these tasks score, so its rows would measure that mismatch rather than the estimator.
-DEFAULT_ESTIMATORS = ("sdo", "bptt", "checkpoint", "truncated", "adjoint")
+# `reversible` (the DOODL analogue) differentiates its own coupled (EDICT) sampler, so the tasks score its
+# result with that sampler too (sampling.coupled_sample_from_latent), not with plain DDIM.
+DEFAULT_ESTIMATORS = ("sdo", "adjoint", "reversible", "bptt", "checkpoint", "truncated")
+COUPLED = ("reversible",)  # estimators whose samples come from the coupled sampler
+
+
+ATTACKED = "fmnist-classifier"  # the classifier the tasks optimise against (attack, style features, reward)
+JUDGE = "fmnist-classifier-eval"  # the separate judge: quality filter, FID features, perceptual distance
+DEFAULT_MODEL = "fmnist-ddpm-v2"
+
+
+@dataclass
+class TaskModels:
+    """The diffusion model, the classifier optimised against and the separate judge classifier."""
+
+    model: torch.nn.Module
+    attacked: torch.nn.Module
+    judge: torch.nn.Module
+    name: str
+
+    @property
+    def conditional(self) -> bool:
+        return self.model.cond_shape is not None
+
+
+def load_models(name: str = DEFAULT_MODEL, weights: str | None = None, guidance: float | None = None):
+    """TaskModels for diffusion model `name` (optionally other weights, e.g. an in-progress EMA, and CFG w)."""
+    from .. import models
+    from ..models.classifiers import fmnist_eval_classifier
+    from ..models.trained import fmnist_classifier
+
+    options = {k: v for k, v in dict(weights=weights, guidance=guidance).items() if v is not None}
+    return TaskModels(models.get(name, **options), fmnist_classifier(), fmnist_eval_classifier(), name)
 
 
 def trained_models():
-    """(fmnist-ddpm Denoiser, frozen fmnist-classifier)."""
+    """(fmnist-ddpm Denoiser, frozen fmnist-classifier): the unconditional v1 pair."""
     from .. import models
     from ..models.trained import fmnist_classifier
 
     return models.get("fmnist-ddpm"), fmnist_classifier()
+
+
+def record(config, seeds=None, **extra) -> dict:
+    """Provenance of a task output (commit, versions, device, threads, date, command) with its settings."""
+    from ..provenance import provenance
+
+    cfg = vars(config) if hasattr(config, "__dataclass_fields__") else dict(config)
+    return dict(provenance=provenance(device="cpu"), config=cfg, seeds=seeds, **extra)
 
 
 def usable_estimators(wanted, wrt: str) -> list[str]:
@@ -80,36 +119,31 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch.Ten
     return s.mean(dim=(1, 2, 3))
 
 
-def lpips_unavailable_reason() -> str | None:
-    """Why LPIPS cannot be computed here (None when its backbone weights exist locally)."""
-    try:
-        import lpips  # noqa: F401
-    except ImportError:
-        return "lpips is not installed"
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    if not any(hub.glob("alexnet-*.pth")):
-        return (
-            f"LPIPS needs torchvision's pretrained AlexNet backbone ({hub}/alexnet-owt-7be5be79.pth); "
-            "the lpips package ships only its linear-layer weights and nothing is downloaded here"
-        )
-    return None
+PERCEPTUAL_NOTE = (
+    "perceptual distance: L2 between unit-normalised penultimate features of the judge classifier "
+    "(fmnist-classifier-eval); it is not LPIPS, whose AlexNet/VGG backbones are not available offline"
+)
 
 
-def lpips_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image LPIPS (AlexNet) of single-channel images in [-1, 1] (needs local backbone weights)."""
-    import lpips
-
-    metric = lpips.LPIPS(net="alex", verbose=False)
-    with torch.no_grad():
-        return metric(a.expand(-1, 3, -1, -1).float(), b.expand(-1, 3, -1, -1).float()).flatten()
+@torch.no_grad()
+def perceptual_distance(judge, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image || f(a)/|f(a)| - f(b)/|f(b)| || in the judge's penultimate features (not LPIPS)."""
+    fa = F.normalize(judge.penultimate(a.float().clamp(-1, 1)), dim=1)
+    fb = F.normalize(judge.penultimate(b.float().clamp(-1, 1)), dim=1)
+    return (fa - fb).norm(dim=1)
 
 
 def write_table(df: pd.DataFrame, name: str, out: Path, command: str | None = None) -> None:
-    """Write `name`.csv and `name`.md (with the command that made it) under `out`."""
+    """Write `name`.csv and `name`.md (with the command and commit that made it) under `out`."""
+    from ..provenance import source
+
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / f"{name}.csv", index=False)
     cmd = command or "python -m sdo.tasks " + " ".join(sys.argv[1:])
-    (out / f"{name}.md").write_text(f"<!-- generated by: {cmd} -->\n\n{markdown(df)}\n")
+    commit = source().get("git_commit")
+    (out / f"{name}.md").write_text(
+        f"<!-- generated by: {cmd} (commit {commit}); full provenance in the task's JSON file -->\n\n{markdown(df)}\n"
+    )
 
 
 def _cell(v) -> str:

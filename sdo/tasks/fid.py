@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -85,3 +86,49 @@ def fid(generated: torch.Tensor, reference: torch.Tensor) -> float:
         batch_size=500,
     )
     return float(metrics["frechet_inception_distance"])
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two feature sets (rows are samples)."""
+    from scipy import linalg
+
+    mu = a.mean(0) - b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(sa @ sb, disp=False)
+    return float(mu @ mu + np.trace(sa + sb - 2 * root.real))
+
+
+@torch.no_grad()
+def features(classifier, x: torch.Tensor, batch: int = 500) -> np.ndarray:
+    """Penultimate features (float64 numpy) of images in [-1, 1], quantised to uint8 like an image file."""
+    x = to_uint8(x).float().div(127.5).sub(1.0)
+    return (
+        torch.cat([classifier.penultimate(x[i : i + batch]) for i in range(0, len(x), batch)])
+        .double()
+        .numpy()
+    )
+
+
+def fid_change_interval(
+    ref: np.ndarray, clean: np.ndarray, pairs: dict, reference: str = "sdo", draws: int = 200, seed: int = 0
+) -> dict:
+    """FID(adv) - FID(clean) per method with a paired bootstrap over samples (the same resampled rows for
+    clean and every method): {method: (change, lo, hi)}, plus {"<method> - <reference>": (diff, lo, hi)} for
+    the difference of changes; `pairs` maps method -> its adversarial features (rows aligned with clean)."""
+    rng = np.random.default_rng(seed)
+    n = len(clean)
+    idx = [rng.integers(0, n, n) for _ in range(draws)]
+    base = frechet_distance(clean, ref)
+    boot_clean = np.array([frechet_distance(clean[i], ref) for i in idx])
+    point, boot = {}, {}
+    for name, adv in pairs.items():
+        boot[name] = np.array([frechet_distance(adv[i], ref) for i in idx]) - boot_clean
+        point[name] = frechet_distance(adv, ref) - base
+    out = {}
+    for name in pairs:
+        lo, hi = np.quantile(boot[name], [0.025, 0.975])
+        out[name] = (point[name], float(lo), float(hi))
+        if reference in pairs and name != reference:
+            lo, hi = np.quantile(boot[name] - boot[reference], [0.025, 0.975])
+            out[f"{name} - {reference}"] = (point[name] - point[reference], float(lo), float(hi))
+    return out

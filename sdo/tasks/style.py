@@ -3,9 +3,10 @@ optimising the latent at an intermediate step (the paper's t = 600 analogue) or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -19,30 +20,35 @@ from .common import (
     Stopwatch,
     estimate,
     image_grid,
+    load_models,
+    record,
     save_json,
     ssim,
-    trained_models,
     usable_estimators,
     write_table,
 )
-from .sampling import generate, latents, sample_from_latent
+from .sampling import class_cond, latents, sample_from_latent
+from .stats import bootstrap_interval, clopper_pearson, discordant, mcnemar_exact, paired_share_interval
+
+VARIABLES = {"latent": "x_N", "intermediate": "x_t"}
 
 
 @dataclass
 class StyleConfig:
-    """Task settings (defaults: the CPU-sized `make tasks` run)."""
+    """Task settings: Adam on x_N or on x_t at t ~ 600 (the paper: Adam, 150 steps, DDIM 50)."""
 
-    n: int = 8
-    steps: int = 10  # DDIM steps N; step i = 6 of 10 has t = 599 (the paper's t = 600)
+    n: int = 64  # samples per seed (classes cycle 0..9)
+    steps: int = 20  # DDIM steps N; step i = 12 of 20 has t = 599 (the paper's t = 600)
     opt_steps: int = 20
-    lr: float = 0.05  # Adam (the paper: Adam, 150 steps)
+    lr: float = 0.05
     t_intermediate: int = 600
     reference_class: int = 8  # a test-set Bag as the style image
-    seed: int = 1
+    seeds: tuple[int, ...] = field(default=(0, 1, 2))
 
     def __post_init__(self):
-        if self.n < 1 or self.steps < 2 or self.opt_steps < 0 or self.lr <= 0:
-            raise ValueError("need n >= 1, steps >= 2, opt_steps >= 0, lr > 0")
+        if self.n < 1 or self.steps < 2 or self.opt_steps < 0 or self.lr <= 0 or not self.seeds:
+            raise ValueError("need n >= 1, steps >= 2, opt_steps >= 0, lr > 0 and at least one seed")
+        self.seeds = tuple(self.seeds)
 
 
 class ShiftedSolver:
@@ -72,7 +78,9 @@ def reference_image(cls: int) -> torch.Tensor:
     return x[(y == cls).nonzero()[0, 0]][None]
 
 
-def optimise(model, objective, z, wrt: str, k: int | None, estimator: str, cfg: StyleConfig) -> dict:
+def optimise(
+    model, objective, z, wrt: str, k: int | None, estimator: str, cfg: StyleConfig, cond=None
+) -> dict:
     """Adam on the offset of x_N (wrt latent) or of x_k (wrt intermediate) with one estimator."""
     problem = Problem(
         model,
@@ -81,6 +89,7 @@ def optimise(model, objective, z, wrt: str, k: int | None, estimator: str, cfg: 
         wrt=wrt,
         batch=len(z),
         latent=z,
+        cond=cond,
         intermediate_step=k,
     )
     offset = torch.zeros_like(z, requires_grad=True)
@@ -114,64 +123,127 @@ def optimise(model, objective, z, wrt: str, k: int | None, estimator: str, cfg: 
 def final_sample(problem, wrt: str, z, offset) -> torch.Tensor:
     """x_0 of the optimised problem (no graph), clamped."""
     if wrt == "latent":
-        return sample_from_latent(problem.model, z + offset, problem.steps).clamp(-1, 1)
-    solver, x, h = problem.solver, problem.latent, problem.solver.initial_history()
+        return sample_from_latent(problem.model, z + offset, problem.steps, cond=problem.cond).clamp(-1, 1)
+    solver, x, h = (
+        problem.solver,
+        problem.solver.init_scale * problem.latent,
+        problem.solver.initial_history(),
+    )
     for i in range(problem.steps, 0, -1):
-        x, h = solver.step(i, x, problem.model(solver.model_input(i, x), solver.timestep(i)), h)
+        x, h = solver.step(i, x, problem.model(solver.model_input(i, x), solver.timestep(i), problem.cond), h)
     return x.clamp(-1, 1)
 
 
-def run_style(cfg: StyleConfig | None = None, estimator_names=None, out: Path = RESULTS) -> pd.DataFrame:
-    """Style loss, pixel change and class preservation, x_N vs x_k (t ~ 600), per estimator; writes style.*."""
-    cfg = cfg or StyleConfig()
-    model, classifier = trained_models()
-    ref = reference_image(cfg.reference_class)
-    objective = objectives.get("style", reference=ref, features=ClassifierFeatures(classifier))
-    z = latents(model, cfg.n, cfg.seed)
-    x_plain = generate(model, cfg.n, cfg.steps, cfg.seed, batch=cfg.n)
-    k = intermediate_index(samplers.get("ddim", steps=cfg.steps).build(model), cfg.t_intermediate)
+def per_sample_loss(objective, x: torch.Tensor) -> np.ndarray:
+    """The style loss of each image on its own (the objective averages over its batch)."""
     with torch.no_grad():
-        plain_loss = objective(x_plain).item()
-        plain_class = classifier(x_plain).argmax(1)
-    rows, grids, labels, curves, skipped = [], [ref, x_plain], ["reference", "unguided"], {}, {}
-    for wrt in ("latent", "intermediate"):
-        for name in tqdm(
-            usable_estimators(estimator_names or DEFAULT_ESTIMATORS, wrt),
-            desc=f"style {wrt}",
-        ):
-            run = optimise(model, objective, z, wrt, k if wrt == "intermediate" else None, name, cfg)
-            if run["status"].startswith("unsupported"):
+        return np.array([objective(x[k : k + 1]).item() for k in range(len(x))])
+
+
+def run_seed(tm, objective, cfg: StyleConfig, names: dict, seed: int) -> dict:
+    """Every (variable, method) on one seed's class-conditional samples: per-sample rows and images."""
+    z = latents(tm.model, cfg.n, seed)
+    labels = torch.arange(cfg.n) % 10
+    cond = class_cond(tm.model, labels)
+    x_plain = sample_from_latent(tm.model, z, cfg.steps, cond=cond).clamp(-1, 1)
+    if cond is None:
+        with torch.no_grad():
+            labels = tm.judge(x_plain).argmax(1)
+    base_loss = per_sample_loss(objective, x_plain)
+    k = intermediate_index(samplers.get("ddim", steps=cfg.steps).build(tm.model), cfg.t_intermediate)
+    rows, images, skipped = [], {"unguided": x_plain}, {}
+    for wrt, methods in names.items():
+        for name in tqdm(methods, desc=f"style {wrt} seed {seed}"):
+            run = optimise(tm.model, objective, z, wrt, k if wrt == "intermediate" else None, name, cfg, cond)
+            if run["status"] != "ok":
                 skipped[f"{name}@{wrt}"] = run["status"]
                 continue
             x = run["x"]
             with torch.no_grad():
-                style_loss = objective(x).item()
-                kept = (classifier(x).argmax(1) == plain_class).float().mean().item()
-            where = (
-                "x_N"
-                if wrt == "latent"
-                else f"x_{k} (t={samplers.get('ddim', steps=cfg.steps).build(model).timestep(k):.0f})"
-            )
-            rows.append(
-                dict(
-                    variable=where,
-                    estimator=name,
-                    status=run["status"],
-                    style_loss=style_loss,
-                    style_loss_unguided=plain_loss,
-                    class_kept_pct=100 * kept,
-                    pixel_l2=(x - x_plain).flatten(1).norm(dim=1).mean().item(),
-                    ssim_to_unguided=ssim(x.double(), x_plain.double()).mean().item(),
-                    wall_s=run["wall_s"],
+                kept = (tm.judge(x).argmax(1) == labels).numpy()
+            loss = per_sample_loss(objective, x)
+            l2 = (x - x_plain).flatten(1).norm(dim=1).numpy()
+            s = ssim(x.double(), x_plain.double()).numpy()
+            for j in range(cfg.n):
+                rows.append(
+                    dict(seed=seed, sample=j, label=int(labels[j]), variable=VARIABLES[wrt], method=name)
+                    | dict(style_ratio=loss[j] / base_loss[j], class_kept=bool(kept[j]), pixel_l2=l2[j])
+                    | dict(ssim=s[j], s_per_sample=run["wall_s"] / cfg.n)
                 )
+            images[f"{name} @ {VARIABLES[wrt]}"] = x
+    return dict(rows=rows, images=images, skipped=skipped, k=k)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (variable, method): class preserved with its Clopper-Pearson interval, style-loss ratio
+    (guided / unguided, per sample) with a bootstrap interval, per-seed values, distances."""
+    rows = []
+    for (variable, method), g in df.groupby(["variable", "method"], sort=False):
+        k, n = int(g.class_kept.sum()), len(g)
+        lo, hi = clopper_pearson(k, n)
+        r, rlo, rhi = bootstrap_interval(g.style_ratio.to_numpy())
+        rows.append(
+            dict(variable=variable, method=method, n=n, class_kept_pct=100 * k / n)
+            | dict(kept_ci_lo_pct=100 * lo, kept_ci_hi_pct=100 * hi)
+            | dict(style_ratio=r, style_ratio_lo=rlo, style_ratio_hi=rhi)
+            | dict(per_seed_style_ratio=" / ".join(f"{v:.3f}" for v in g.groupby("seed").style_ratio.mean()))
+            | dict(
+                pixel_l2=g.pixel_l2.mean(), ssim_to_unguided=g.ssim.mean(), s_per_sample=g.s_per_sample.mean()
             )
-            grids.append(x)
-            labels.append(f"{name} @ {where.split(' ')[0]}")
-            curves[f"{name}@{wrt}"] = run["losses"]
-    df = pd.DataFrame(rows)
-    write_table(df, "style", out)
+        )
+    return pd.DataFrame(rows)
+
+
+def paired_variables(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method: x_t vs x_N on the same samples; class kept (McNemar) and style ratio difference."""
+    rows = []
+    for method, g in df.groupby("method", sort=False):
+        a = g[g.variable == VARIABLES["intermediate"]].set_index(["seed", "sample"]).sort_index()
+        b = g[g.variable == VARIABLES["latent"]].set_index(["seed", "sample"]).sort_index()
+        if a.empty or b.empty:
+            continue
+        lo, hi = paired_share_interval(a.class_kept.to_numpy(bool), b.class_kept.to_numpy(bool))
+        d, dlo, dhi = bootstrap_interval(a.style_ratio.to_numpy() - b.style_ratio.to_numpy())
+        only_t, only_n = discordant(a.class_kept.to_numpy(bool), b.class_kept.to_numpy(bool))
+        rows.append(
+            dict(method=method, n_pairs=len(a), kept_only_at_x_t=only_t, kept_only_at_x_N=only_n)
+            | dict(mcnemar_p=mcnemar_exact(a.class_kept, b.class_kept), share_lo=lo, share_hi=hi)
+            | dict(style_ratio_t_minus_N=d, diff_lo=dlo, diff_hi=dhi)
+        )
+    return pd.DataFrame(rows)
+
+
+def run_style(
+    cfg: StyleConfig | None = None, estimator_names=None, out: Path = RESULTS, tm=None
+) -> pd.DataFrame:
+    """Style guidance at x_N and x_t (t ~ 600) per method and seed; writes style.{csv,md,png,json},
+    style-samples.csv and style-paired.{csv,md}."""
+    cfg = cfg or StyleConfig()
+    tm = tm or load_models()
+    ref = reference_image(cfg.reference_class)
+    objective = objectives.get("style", reference=ref, features=ClassifierFeatures(tm.attacked))
+    names = {w: usable_estimators(estimator_names or DEFAULT_ESTIMATORS, w) for w in VARIABLES}
+    seeds_out = [run_seed(tm, objective, cfg, names, seed) for seed in cfg.seeds]
+    df = pd.DataFrame([r for s in seeds_out for r in s["rows"]])
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "style-samples.csv", index=False)
+    write_table(summarise(df), "style", out)
+    write_table(paired_variables(df), "style-paired", out)
+    images = seeds_out[0]["images"]
     image_grid(
-        grids, labels, out / "style.png", f"style guidance to a test-set image of class {cfg.reference_class}"
+        [ref] + [v[:10] for v in images.values()],
+        ["reference"] + list(images),
+        out / "style.png",
+        f"style guidance to a test-set image of class {cfg.reference_class}",
     )
-    save_json(dict(config=vars(cfg), intermediate_step=k, losses=curves, skipped=skipped), out / "style.json")
-    return df
+    notes = record(
+        cfg,
+        seeds=list(cfg.seeds),
+        model=tm.name,
+        intermediate_step=seeds_out[0]["k"],
+        skipped={s: o["skipped"] for s, o in zip(cfg.seeds, seeds_out)},
+        class_kept="the judge (fmnist-classifier-eval) predicts the requested class on the guided sample; the "
+        "style loss uses the attacked classifier's (fmnist-classifier) conv features",
+    )
+    save_json(notes, out / "style.json")
+    return summarise(df)
