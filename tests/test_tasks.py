@@ -147,3 +147,14 @@ def test_quick_tasks_run_end_to_end_with_provenance(tmp_path):
     assert {"ci_lo_pct", "ci_hi_pct", "perceptual", "fid_change"} <= set(table.columns)
     readme = (tmp_path / "README.md").read_text()
     assert "| claim | ours | verdict |" in readme
+
+
+def test_set_overrides_one_task_and_rejects_malformed_items():
+    from sdo.tasks.__main__ import settings
+
+    assert settings("adversarial", False, [1], ["adversarial.n=50", "reward.batch=4"]) == dict(
+        seeds=(1,), n=50
+    )
+    assert settings("reward", True, None, ["reward.batch=4"])["batch"] == 4
+    with pytest.raises(ValueError, match="TASK.KEY=VALUE"):
+        settings("style", False, None, ["n=5"])
