@@ -84,8 +84,8 @@ def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=5,
 TRAINED_MODELS = ["fmnist-ddpm", "fmnist-ddpm-v2"]
 RANDOM_INIT_MODELS = ("gmm", "gmm-flow", "mlp", "unet-tiny", "ddpm-cifar10", "ddpm-256", "ldm-tiny", "sd15")
 PRESETS = ("adjointdpm", "doodl")  # configurations of public code (bench.presets); not in ALL
-TARGET_ESTIMATORS = ("sdo", "bptt", "checkpoint", "adjoint", "reversible")
-TABLE3_ESTIMATORS = ("sdo", "bptt", "checkpoint", "adjoint", "adjointdpm", "reversible", "doodl")
+TARGET_ESTIMATORS = ("sdo", "sdo-floor", "bptt", "checkpoint", "adjoint", "reversible")
+TABLE3_ESTIMATORS = ("sdo", "sdo-floor", "bptt", "checkpoint", "adjoint", "adjointdpm", "reversible", "doodl")
 # The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 17 min as a guard). Order
 # matters under the budget: cheap models first, then the cases the targets need.
 GRIDS: dict[str, list[dict]] = {
@@ -131,7 +131,8 @@ GRID_NOTES = [
     "per case, fewer only where one call takes 10 s or more and the rounds would exceed max_time_s. spsa "
     "(32 N network forwards per call) is measured on unet-tiny at N = 10 only.",
     "ddpm-cifar10 (random init, 35.7M parameters, 12.1 GFLOP per forward) is cut to fit the budget: at "
-    "N = 50 wrt latent the estimators the targets compare (sdo, bptt, checkpoint, adjoint, reversible) and "
+    "N = 50 wrt latent the estimators the targets compare (sdo, sdo-floor = sdo with memory='floor', bptt, "
+    "checkpoint, adjoint, reversible) and "
     "the floors; at N = 50 wrt params and at N = 10 and 25 wrt latent sdo, bptt and the floors; up to 5 "
     "rounds within 30 s per case. Its exact reference is BPTT in float32 (float64 convolutions on CPU are "
     "too slow for the budget).",

@@ -120,13 +120,16 @@ class Doodl(Reversible):
 
 
 PRESETS = {"adjointdpm": AdjointDPM, "doodl": Doodl}  # preset -> class; each configures a suite estimator
+SDO_FLOOR = "sdo-floor"  # the suite's SDO at its memory floor (memory='floor'), measured beside plain sdo
 
 
 def register() -> None:
-    """Register the presets (idempotent)."""
+    """Register the presets and sdo-floor (idempotent)."""
     for name, cls in PRESETS.items():
         if name not in sdo.estimators.names():
             register_estimator(name, cls)
+    if SDO_FLOOR not in sdo.estimators.names():
+        register_estimator(SDO_FLOOR, sdo.estimators.SDO, memory="floor")
 
 
 register()

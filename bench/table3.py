@@ -15,6 +15,7 @@ HEADERS = ["estimator", "configuration", "time (s)", "SDO / time", "peak mem (Mi
 ORIGIN = {
     "adjointdpm": "AdjointDPM code (explicit Adams, rtol 0.05, atol 0.0078)",
     "doodl": "DOODL code (EDICT p = 0.93, invert + recompute backward)",
+    "sdo-floor": "suite (SDO, memory='floor': step N recomputed in the backward)",
     "adjoint": "suite (Euler on the sampler grid)",
     "reversible": "suite (EDICT p = 0.93, inversion reused)",
     "bptt": "suite (full graph)",

@@ -171,8 +171,8 @@ def cells(row: dict) -> list[str]:
 
 
 def _sort_key(row) -> tuple:
-    rank = {"floor-sample": 0, "floor-step": 1, "bptt": 2, "sdo": 3}
-    return (int(row["steps"]), rank.get(row["estimator"], 4), row["estimator"])
+    rank = {"floor-sample": 0, "floor-step": 1, "bptt": 2, "sdo": 3, "sdo-floor": 4}
+    return (int(row["steps"]), rank.get(row["estimator"], 5), row["estimator"])
 
 
 def groups(df: pd.DataFrame):

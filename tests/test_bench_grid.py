@@ -118,7 +118,11 @@ def test_targets_give_verdicts_from_paired_intervals():
     got = {t.claim: t.verdict for t in targets.evaluate(pd.DataFrame(rows))}
     assert got["SDO time <= 0.10 x adjoint"] == "flagged"
     assert got["SDO peak memory <= 1.05 x floor-step peak"] == "holds"  # live bytes: deterministic, no load
-    rows[-1]["saved_bytes"] = 90 * 2**20  # no longer linear
+    assert "SDO (memory=floor) peak memory <= 1.05 x floor-step peak" not in got  # no sdo-floor row
+    rows.append(_timed("sdo-floor", drift, live_peak_bytes=110 * 2**20, **at20))
+    got = {t.claim: t.verdict for t in targets.evaluate(pd.DataFrame(rows))}
+    assert got["SDO (memory=floor) peak memory <= 1.05 x floor-step peak"] == "misses"  # 1.10
+    rows[7]["saved_bytes"] = 90 * 2**20  # bptt at N = 40: no longer linear
     got = {t.claim: t.verdict for t in targets.evaluate(pd.DataFrame(rows))}
     assert got["BPTT saved bytes grow linearly in N"] == "misses"
 
