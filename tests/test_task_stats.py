@@ -88,3 +88,14 @@ def test_verdict_only_follows_what_the_interval_supports(lo, hi, direction, null
 def test_verdict_rejects_unknown_direction():
     with pytest.raises(ValueError, match="greater, less"):
         verdict(0, 1, "bigger")
+
+
+def test_frechet_distance_of_gaussians_matches_the_closed_form():
+    from sdo.tasks.fid import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 3))
+    b = 2.0 * rng.normal(size=(20000, 3)) + np.array([1.0, 0.0, 0.0])
+    # ||mu||^2 + tr(I + 4I - 2 * 2I) = 1 + 3 * (1 + 4 - 4) = 4
+    assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.1)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)

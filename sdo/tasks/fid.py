@@ -94,8 +94,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
     mu = a.mean(0) - b.mean(0)
     sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(sa @ sb, disp=False)
-    return float(mu @ mu + np.trace(sa + sb - 2 * root.real))
+    root = linalg.sqrtm(sa @ sb)
+    return float(mu @ mu + np.trace(sa + sb - 2 * np.real(root)))
 
 
 @torch.no_grad()
