@@ -5,6 +5,7 @@ sampler, device and commit. Non-ok cases are left out (the tables show them)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -188,6 +189,11 @@ def _finish(fig, axes, model, df, question, path) -> None:
     plt.close(fig)
 
 
+def file_stem(model: str) -> str:
+    """A model name or a local directory path as a file-name part ('/data/sd-1.5' -> 'data_sd-1.5')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(model)).strip("_") or "model"
+
+
 def write_figures(df: pd.DataFrame, folder: Path) -> list[Path]:
     """Every question's figure per model under `folder` ({question}_{model}.png)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -196,6 +202,6 @@ def write_figures(df: pd.DataFrame, folder: Path) -> list[Path]:
     made = []
     for model, g in ok.groupby("model", sort=True):
         for q in QUESTIONS:
-            path = folder / f"{q}_{model}.png"
+            path = folder / f"{q}_{file_stem(model)}.png"
             made.append(_pareto(g, model, st, path) if q == "pareto" else _per_n(q, g, model, st, path))
     return [p for p in made if p is not None]

@@ -83,3 +83,10 @@ def test_problem_takes_a_pipeline_and_samples_with_its_scheduler():
     problem = sdo.Problem(pipe, sdo.samplers.get("ddim", 4), sdo.objectives.get("target-mse"))
     assert problem.model.unet is unet
     assert problem.solver.times == [751.0, 501.0, 251.0, 1.0]
+
+
+def test_figure_names_of_a_local_directory_model_stay_inside_the_figures_folder():
+    from bench.figures import file_stem
+
+    assert file_stem("/data/stable-diffusion-v1-5") == "data_stable-diffusion-v1-5"
+    assert file_stem("unet-tiny") == "unet-tiny" and "/" not in file_stem("a/../b")

@@ -58,7 +58,7 @@ def get(name, seed: int = 0, **options) -> Denoiser:
     if name not in MODELS and (os.sep in name or name.startswith((".", "~"))) and not os.path.exists(name):
         raise ValueError(f"model path {name!r} does not exist (registered models: {', '.join(names())})")
     if name not in MODELS and os.path.isdir(name):
-        return load_local(name, **options)
+        return load_local(name, **options).eval()  # loaded here, so ours to put in inference mode
     MODELS.check(name)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
