@@ -22,7 +22,7 @@ from sdo.result import GradResult
 
 from .grid import FLOORS, Case
 from .memory import peak_memory
-from .references import accuracy, coupled_bptt, coupled_mix, intermediate_step
+from .references import accuracy, coupled_reference, intermediate_step
 from .stats import bootstrap_median, interleaved
 
 DTYPES = {
@@ -75,9 +75,10 @@ class Context:
             device=case.device,
         )
 
-    def coupled(self, case: Case, problem: sdo.Problem, mix: float) -> tuple[torch.Tensor | None, str]:
-        """(exact gradient of the coupled EDICT sampler with mixing `mix`, label), in the reference dtype."""
-        key = (case.group, case.exact_dtype, float(mix))
+    def coupled(self, case: Case, problem: sdo.Problem, reference) -> tuple[torch.Tensor | None, str]:
+        """(exact gradient of the estimator's own coupled sampler, label), in the reference dtype; `reference`
+        is coupled_reference's (key, gradient function)."""
+        key = (case.group, case.exact_dtype, reference[0])
         if self._coupled is None or self._coupled[0] != key:
             self._coupled = None
             label = f"coupled-bptt-{case.exact_dtype}"
@@ -85,7 +86,7 @@ class Context:
                 ref = (
                     problem if case.exact_dtype == case.dtype else problem.to(dtype=DTYPES[case.exact_dtype])
                 )
-                res = coupled_bptt(ref, mix)
+                res = reference[1](ref)
                 self._coupled = (
                     key,
                     _flat64(res) if res.ok else None,
@@ -294,9 +295,9 @@ def compare(case: Case, ctx: Context, problem: sdo.Problem, result: GradResult, 
     grad = _flat64(result)
     exact, label = ctx.exact(case, problem)
     rec = {**accuracy(grad, exact), "exact_ref": label}
-    mix = coupled_mix(estimator)
-    if mix is not None:
-        own, own_label = ctx.coupled(case, problem, mix)
+    reference = coupled_reference(estimator)
+    if reference is not None:
+        own, own_label = ctx.coupled(case, problem, reference)
         rec.update(accuracy(grad, own, "coupled"), coupled_ref=own_label)
     return rec
 

@@ -7,6 +7,8 @@ import torch
 
 import sdo
 from sdo.estimators.reversible import coupled_sample
+from sdo.estimators.reversible_mf import Coupling, ReversibleMF
+from sdo.estimators.reversible_mf import coupled_sample as mf_coupled_sample
 from sdo.loop import Rollout, finish, trainable
 from sdo.result import GradResult
 
@@ -28,9 +30,26 @@ def coupled_bptt(problem: sdo.Problem, mix: float) -> GradResult:
         return finish(rollout, x0, leaves)
 
 
-def coupled_mix(estimator) -> float | None:
-    """The mixing weight of an estimator that differentiates a coupled EDICT sampler (None for others)."""
-    return float(estimator.mix) if isinstance(estimator, sdo.estimators.Reversible) else None
+def mf_coupled_bptt(problem: sdo.Problem, lam: float) -> GradResult:
+    """BPTT through the McCallum-Foster coupled sampler with parameter `lam` (every graph kept): the exact
+    gradient of the sampler `reversible-mf` differentiates."""
+    with trainable(problem):
+        rollout = Rollout(problem)
+        x, _, first, leaves = rollout.start()
+        y0, _ = mf_coupled_sample(Coupling.build(rollout, first, lam), x, first, keep=True)
+        return finish(rollout, y0, leaves)
+
+
+def coupled_reference(estimator):
+    """(key, exact-gradient function of the problem) for an estimator that differentiates its own coupled
+    sampler (EDICT `reversible`, McCallum-Foster `reversible-mf`); None for every other estimator."""
+    if isinstance(estimator, sdo.estimators.Reversible):
+        mix = float(estimator.mix)
+        return ("edict", mix), lambda problem: coupled_bptt(problem, mix)
+    if isinstance(estimator, ReversibleMF):
+        lam = float(estimator.lam)
+        return ("mf", lam), lambda problem: mf_coupled_bptt(problem, lam)
+    return None
 
 
 def accuracy(grad: torch.Tensor, exact: torch.Tensor | None, suffix: str = "exact") -> dict:

@@ -127,6 +127,14 @@ def test_reversible_gets_its_own_coupled_reference_and_the_ddim_one(one_thread):
     assert rev["cos_to_exact"] == pytest.approx(float(own @ ddim / (own.norm() * ddim.norm())), abs=1e-5)
 
 
+def test_reversible_mf_gets_its_own_coupled_reference(one_thread):
+    rec = _group("reversible-mf", wrt="latent", rounds=1)["reversible-mf"]
+    assert rec["coupled_ref"].startswith("coupled-bptt")
+    assert rec["cos_to_coupled"] == pytest.approx(1.0, abs=1e-6)
+    assert rec["norm_ratio_to_coupled"] == pytest.approx(1.0, abs=1e-3)
+    assert rec["cos_to_exact"] < rec["cos_to_coupled"]
+
+
 def test_a_trained_model_without_weights_is_recorded_as_skipped_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.setattr(grid, "TRAINED_MODELS", [*grid.TRAINED_MODELS, "gmm"])
     monkeypatch.setattr(
