@@ -1,95 +1,145 @@
-"""Every estimator against BPTT: sdo.compare on the Gaussian mixture and a random-init unet-tiny.
+"""Every estimator against float64 BPTT on one model: exactness, memory class, accuracy and time.
 
-    HF_HUB_OFFLINE=1 python -m analysis.compare_table [--models gmm unet-tiny] [--steps 10 50]
+    HF_HUB_OFFLINE=1 python -m analysis.compare_table [--model fmnist-ddpm] [--steps 10 50] [--wrt latent]
+        [--rounds 3] [--out results/analysis/compare_table.csv]
 
-Prints one Markdown table per wrt: rows are estimators, columns (model, N); each cell is
-"cosine / relative error" of the estimator's gradient to BPTT, all in float64 (sdo.compare).
+Prints one Markdown table: a row per estimator configuration; columns: exact?, the memory class its
+prediction gives (sdo.theory), then per N "cosine / norm ratio ||g_hat||/||g||" to BPTT of the same DDIM
+sampler and the median time over `rounds` calls relative to BPTT's (one process, the load it ran under is
+printed: times are indicative, the benchmark's interleaved rounds are the citable ones).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import time
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 import sdo
+from sdo.compare import accuracy
+
+from .shortcut import label, make_problem
 
 
-def estimator_specs(wrt: str, steps: int, adaptive: bool = True) -> list:
-    """Every registered estimator (with representative options) that is defined for this wrt; the
-    adaptive (dopri5) adjoint only when `adaptive` (it took 710 NFE, 747 s on CPU for unet-tiny, N=10)."""
+def estimator_specs(wrt: str, steps: int) -> list[tuple[str, dict]]:
+    """Every registered estimator with representative options, for this wrt."""
     specs = [
-        "checkpoint",
+        ("bptt", {}),
+        ("checkpoint", {}),
+        ("bptt-offload", {}),
+        ("sdo", {}),
+        ("sdo", {"memory": "floor"}),
+        ("sdo", {"freeze": "v"}),
         ("truncated", {"K": 1}),
-        "alignprop",
-        "sdo",
-        "reversible",
-        "adjoint",
+        ("alignprop", {}),
+        ("neumann", {"K": 1}),
+        ("neumann", {"K": 1, "tau": 0.5}),
+        ("sdo-all", {}),
+        ("adjoint", {}),
+        ("adjoint-deis", {}),
+        ("adjoint-deis", {"states": "stored"}),
+        ("reversible", {}),
+        ("reversible-mf", {}),
+        ("tweedie", {}),
+        ("spsa", {"samples": 16}),
     ]
-    if adaptive:
-        specs.append(("adjoint", {"method": "dopri5", "rtol": 1e-6, "atol": 1e-6}))
-    if wrt in ("latent", "intermediate"):
-        specs[4:4] = [("neumann", {"K": 1}), ("neumann", {"K": min(5, steps - 1)})]
     if wrt == "params":
-        specs += [("draft", {"K": 1}), ("sdo", {"scale_by": "N"}), "sdo-all"]
+        specs += [("draft", {"K": 1}), ("sdo", {"scale_by": "N"})]
     return specs
 
 
-def problem_for(model: str, steps: int, wrt: str) -> sdo.Problem:
-    """Target-MSE on a DDIM sampler; the model seeded (random init for the UNet)."""
-    return sdo.Problem(
-        sdo.models.get(model, seed=0),
-        sdo.samplers.get("ddim", steps=steps),
-        sdo.objectives.get("target-mse"),
-        wrt=wrt,
-        seed=0,
-    )
+def timed(problem: sdo.Problem, name: str, options: dict, rounds: int):
+    """(last result, median seconds per call) over `rounds` calls; (None, error text) if it raises."""
+    walls, result = [], None
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            result = sdo.grad(problem, name, **options)
+            walls.append(time.perf_counter() - t0)
+    except ValueError as err:  # an estimator that does not support this problem says so
+        return None, str(err).split(";")[0]
+    return result, statistics.median(walls)
 
 
-def label(row) -> str:
-    opts = row.options
-    return row.estimator + (" " + ", ".join(f"{k}={v}" for k, v in opts.items()) if opts else "")
+def memory_class(problem: sdo.Problem, name: str, options: dict) -> str:
+    try:
+        return sdo.estimators.get(name, **options).predict(problem).memory
+    except (ValueError, NotImplementedError):
+        return "-"
 
 
-def cell(row) -> str:
+def run(model: str, steps: list[int], wrt: str, rounds: int) -> pd.DataFrame:
+    """One row per (estimator configuration, N)."""
+    rows, built = [], sdo.models.get(model)
+    for n in steps:
+        problem = make_problem(built, n, wrt, seed=0)
+        sdo.grad(problem, "bptt")  # warm-up: the first call of a process pays one-off costs
+        ref, t_ref = timed(problem, "bptt", {}, rounds)
+        for name, opts in tqdm(estimator_specs(wrt, n), desc=f"{model} N={n}"):
+            res, t = timed(problem, name, opts, rounds)
+            row = dict(
+                estimator=label(name, opts), steps=n, exact=getattr(sdo.estimators.get(name), "exact", False)
+            )
+            row["memory"] = memory_class(problem, name, opts)
+            if res is None:
+                rows.append({**row, "status": t})
+                continue
+            acc = accuracy(res, ref)
+            rows.append({**row, "status": res.status, **acc, "time_x_bptt": t / t_ref})
+    return pd.DataFrame(rows)
+
+
+def cell(df: pd.DataFrame, est: str, n: int) -> str:
+    row = df[(df.estimator == est) & (df.steps == n)].iloc[0]
     if row.status != "ok":
-        return "unsupported" if "does not support" in row.error else row.status
-    return f"{row.cosine:.4f} / {row.rel_err:.2e}"
+        return str(row.status)
+    return f"{row.cosine:.3f} / {row.norm_ratio:.3g}"
 
 
-def run(models: list[str], steps: list[int], wrts: list[str], adaptive: list[str]) -> dict[str, pd.DataFrame]:
-    """{wrt: table with one row per estimator and one column per (model, N)}."""
-    cases = [(w, m, n) for w in wrts for m in models for n in steps]
-    frames: dict[str, list] = {w: [] for w in wrts}
-    for wrt, model, n in tqdm(cases, desc="compare"):
-        df = sdo.compare(problem_for(model, n, wrt), estimator_specs(wrt, n, model in adaptive))
-        ref = df.ref_norm.iloc[0]
-        col = f"{model} N={n} (\\|g\\|={ref:.2g})"
-        frames[wrt].append(
-            pd.Series([cell(r) for r in df.itertuples()], index=[label(r) for r in df.itertuples()], name=col)
-        )
-    return {w: pd.concat(cols, axis=1).fillna("-") for w, cols in frames.items()}
+def time_cell(df: pd.DataFrame, est: str, n: int) -> str:
+    row = df[(df.estimator == est) & (df.steps == n)].iloc[0]
+    return "-" if row.status != "ok" else f"{row.time_x_bptt:.2f}"
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """A DataFrame as a Markdown table (index as the first column)."""
-    head = ["estimator", *table.columns]
+def markdown(df: pd.DataFrame, steps: list[int]) -> str:
+    """The summary table: estimator, exact?, memory class, accuracy per N, time / BPTT per N."""
+    head = ["estimator", "exact?", "memory", *[f"cos / norm ratio, N={n}" for n in steps]]
+    head += [f"time / BPTT, N={n}" for n in steps]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(table.index, table.values)]
+    for est in dict.fromkeys(df.estimator):
+        rows = df[df.estimator == est]
+        first = rows.iloc[0]
+        matches = "rel_err" in rows and (rows.rel_err < 1e-8).all()
+        cells = [est, "yes" if first.exact else ("equals BPTT" if matches else "no"), first.memory]
+        cells += [cell(df, est, n) for n in steps] + [time_cell(df, est, n) for n in steps]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["gmm", "unet-tiny"])
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.compare_table", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--model", default="fmnist-ddpm")
     parser.add_argument("--steps", nargs="+", type=int, default=[10, 50])
-    parser.add_argument("--wrt", nargs="+", default=["latent", "params"])
-    parser.add_argument("--adaptive", nargs="*", default=["gmm"], help="models that also get adjoint dopri5")
+    parser.add_argument("--wrt", default="latent", choices=["latent", "intermediate", "params", "cond"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=None, help="also write the rows as CSV")
     args = parser.parse_args(argv)
-    for wrt, table in run(args.models, args.steps, args.wrt, args.adaptive).items():
-        print(f"\n### wrt = {wrt}: cosine / relative error to BPTT (float64, DDIM, target-MSE)\n")
-        print(markdown(table))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    df = run(args.model, args.steps, args.wrt, args.rounds)
+    if args.out:
+        df.to_csv(args.out, index=False)
+    load = os.getloadavg()[0]
+    print(
+        f"\n{args.model}, wrt {args.wrt}, DDIM, target-MSE, float64; threads {torch.get_num_threads()}, load {load:.1f}\n"
+    )
+    print(markdown(df, args.steps))
 
 
 if __name__ == "__main__":
