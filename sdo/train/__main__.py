@@ -12,7 +12,7 @@ import torch
 
 from ..models.trained import WEIGHTS_DIR
 
-MODELS = ("classifier", "ddpm", "fmnist-classifier-eval", "digits-ddpm")
+MODELS = ("classifier", "ddpm", "fmnist-classifier-eval", "digits-ddpm", "fmnist-ddpm-v2")
 CLASSIFIER_NAMES = ("fmnist-classifier", "fmnist-classifier-eval", "digits-classifier")
 
 

@@ -166,6 +166,7 @@ def write_card(
     model: str, out: Path, samples: int = 1000, ddim_steps: int = 25, seed: int = 0, work: Path | None = None
 ) -> Path:
     """Evaluate `model` and write out/<name>.md with its figures."""
+    from .card_v2 import v2_card
     from .cards_extra import digits_card, eval_classifier_card
 
     cards = {
@@ -173,6 +174,7 @@ def write_card(
         "ddpm": ("fmnist-ddpm.md", lambda: ddpm_card(out, samples, ddim_steps, seed)),
         "fmnist-classifier-eval": ("fmnist-classifier-eval.md", lambda: eval_classifier_card(out)),
         "digits-ddpm": ("digits-ddpm.md", lambda: digits_card(out, samples, ddim_steps, seed, work)),
+        "fmnist-ddpm-v2": ("fmnist-ddpm-v2.md", lambda: v2_card(out, samples, ddim_steps, seed)),
     }
     if model not in cards:
         raise ValueError(f"no card for {model!r}; valid: {', '.join(cards)}")
