@@ -61,7 +61,6 @@ def training_curve(work: Path | None, classifier, out: Path, steps: int, seed: i
     import matplotlib.pyplot as plt
 
     from ..models.digits import digits_ddpm
-
     from .recipes import work_dir
 
     root = work_dir("digits-ddpm", work)

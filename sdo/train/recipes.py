@@ -12,7 +12,7 @@ from .ddpm import DDPMRecipe
 TRAINING_DIR = WEIGHTS_DIR.parent / "training"  # resumable state, logs and EMA snapshots per model
 
 # EMA snapshots kept for studies of gradient accuracy against training progress (random init -> trained).
-SNAPSHOTS = (0, 250, 500, 1000, 2000, 4000, 8000, 12000, 16000)
+SNAPSHOTS = (0, 250, 500, 1000, 2000, 4000, 8000, 12000)
 
 
 def fmnist_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +49,7 @@ RECIPES = {
     "fmnist-ddpm-v2": (
         lambda: DDPMRecipe(
             fmnist_cond_unet,
-            steps=16000,
+            steps=12000,
             batch=64,
             lr=1e-3,
             warmup=500,
