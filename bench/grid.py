@@ -81,11 +81,13 @@ def _block(models, steps, estimators=(ALL,), wrt=("latent", "params"), rounds=5,
 
 # Trained models whose accuracy the accuracy grid measures; a model whose weights are missing is recorded
 # as skipped with the reason (extend this list as trained models are added).
-TRAINED_MODELS = ["fmnist-ddpm", "fmnist-ddpm-v2"]
+TRAINED_MODELS = ["digits-ddpm", "fmnist-ddpm", "fmnist-ddpm-v2"]
 RANDOM_INIT_MODELS = ("gmm", "gmm-flow", "mlp", "unet-tiny", "ddpm-cifar10", "ddpm-256", "ldm-tiny", "sd15")
 PRESETS = ("adjointdpm", "doodl")  # configurations of public code (bench.presets); not in ALL
 TARGET_ESTIMATORS = ("sdo", "sdo-floor", "bptt", "checkpoint", "adjoint", "reversible")
 TABLE3_ESTIMATORS = ("sdo", "sdo-floor", "bptt", "checkpoint", "adjoint", "adjointdpm", "reversible", "doodl")
+# On a GPU also the estimators whose point is device memory: offloaded BPTT and the O(1) reversible coupling.
+FULL_ESTIMATORS = (*TABLE3_ESTIMATORS, "bptt-offload", "reversible-mf")
 # The quick CPU grid (make benchmark: <= 20 min on 2 cores, a sweep budget of 17 min as a guard). Order
 # matters under the budget: cheap models first, then the cases the targets need.
 GRIDS: dict[str, list[dict]] = {
@@ -116,12 +118,21 @@ GRIDS: dict[str, list[dict]] = {
             exact=["float64"],
             exclude=("spsa",),
         ),
+        # digits-ddpm is cheap enough for float64 BPTT at N = 1000: how accuracy evolves with depth.
+        _block(
+            ["digits-ddpm"],
+            [500, 1000],
+            wrt=("latent", "intermediate"),
+            rounds=1,
+            exact=["float64"],
+            exclude=("spsa",),
+        ),
     ],
     # Paper Table 3 analogue on CPU: SDO vs the public configurations and the suite's own, N = 50.
     "table3": [_block(["ddpm-cifar10"], [50], TABLE3_ESTIMATORS, wrt=["latent"], rounds=5, max_time_s=60.0)],
     # Paper Table 3 analogue: one gradient of the initial latent, N = 50, on a GPU.
     "full": [
-        _block(["ddpm-256", "sd15"], [50], TABLE3_ESTIMATORS, wrt=["latent"], rounds=5, device=["cuda"]),
+        _block(["ddpm-256", "sd15"], [50], FULL_ESTIMATORS, wrt=["latent"], rounds=5, device=["cuda"]),
     ],
 }
 BUDGETS_S = {"quick": 17 * 60}  # a sweep stops starting cases after this; the rest are recorded "skipped"
@@ -144,12 +155,12 @@ GRID_NOTES = [
     f"({', '.join(TRAINED_MODELS)}) at N = 10, 25, 50, 100, 200, wrt latent, intermediate (the step whose "
     "timestep is nearest t = 600) and params, every registered estimator, exact reference BPTT in float64; "
     "a model whose weights are missing is recorded as skipped with the reason. spsa (32 N forwards per "
-    "call) only up to N = 50.",
+    "call) only up to N = 50; digits-ddpm also at N = 500 and 1000, wrt latent and intermediate.",
     "Table 3 grid (`make benchmark-table3`, results/table3/): ddpm-cifar10, N = 50, wrt latent: sdo, bptt, "
     "checkpoint, the suite's adjoint and reversible, and the presets adjointdpm and doodl configured as "
     "the public AdjointDPM and DOODL code ships them (bench/presets.py).",
     "Full grid (`make benchmark-full`, GPU): ddpm-256 and sd15 (with its VAE decoder in the loss), N = 50, "
-    "wrt latent, the Table 3 estimators and presets, 5 rounds.",
+    "wrt latent, the Table 3 estimators and presets plus bptt-offload and reversible-mf, 5 rounds.",
 ]
 DEFAULTS = dict(sampler=["ddim"], dtype=["float32"], device=["cpu"], warmup=[1])
 

@@ -146,7 +146,8 @@ def test_accuracy_grid_covers_the_trained_models_three_wrt_and_n_up_to_200_in_fl
     cases = expand("accuracy")
     assert {c.model for c in cases} == set(grid.TRAINED_MODELS)
     assert {c.wrt for c in cases} == {"latent", "intermediate", "params"}
-    assert {c.steps for c in cases} == {10, 25, 50, 100, 200}
+    assert {c.steps for c in cases} == {10, 25, 50, 100, 200, 500, 1000}
+    assert {c.model for c in cases if c.steps > 200} == {"digits-ddpm"}
     assert {c.exact_dtype for c in cases} == {"float64"}
     assert "spsa" not in {c.estimator for c in cases if c.steps == 200}
     assert {"adjointdpm", "doodl"} <= {c.estimator for c in expand("table3")}
