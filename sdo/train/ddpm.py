@@ -122,7 +122,8 @@ def train_ddpm(
     """Train (resuming from work/ckpt.pt if present) and write the EMA (or raw) weights to `out`.
 
     The learning-rate schedule spans `recipe.steps`; `stop_at` ends this run early on that schedule (a time
-    budget); a later run with resume continues. EMA snapshots at `recipe.snapshots` go to work/snapshots/.
+    budget); a later run with resume continues. EMA snapshots at `recipe.snapshots` go to work/snapshots/
+    (float16: they serve studies of accuracy against training progress, not further training).
     """
     if weights not in WEIGHTS:
         raise ValueError(f"unknown weights {weights!r}; valid: {', '.join(WEIGHTS)}")
@@ -145,7 +146,7 @@ def train_ddpm(
         opt.load_state_dict(ckpt["opt"])
         start, wall, losses = ckpt["step"], ckpt["wall_s"], ckpt["losses"]
     elif 0 in recipe.snapshots:
-        save_safetensors(ema, work / "snapshots" / "ema-000000.safetensors")
+        save_safetensors(ema, work / "snapshots" / "ema-000000.safetensors", half=True)
     batches = EpochBatches(len(data), recipe.batch, recipe.seed)
     abar = DDPM_SCHEDULE.alphas_cumprod()
     log = ProgressLog(work / "log.jsonl", wall_offset=wall)
@@ -165,7 +166,7 @@ def train_ddpm(
         if done % 50 == 0:
             log.write(step=done, loss=sum(losses[-50:]) / 50)
         if done in recipe.snapshots:
-            save_safetensors(ema, work / "snapshots" / f"ema-{done:06d}.safetensors")
+            save_safetensors(ema, work / "snapshots" / f"ema-{done:06d}.safetensors", half=True)
         if done % recipe.checkpoint_every == 0 or done == stop:
             save_checkpoint(work / "ckpt.pt", **_state(unet, ema, opt, done, log.wall(), losses))
             save_safetensors(ema, work / "ema.safetensors")
