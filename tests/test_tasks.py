@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 import sdo
-from sdo.tasks.adversarial import AdversarialConfig, attack, candidates, margin_objective, run_seed
+from sdo.tasks.adversarial import (
+    AdversarialConfig,
+    attack_batch,
+    candidates,
+    margin_objective,
+    run_adversarial,
+)
 from sdo.tasks.common import TaskModels
 from sdo.tasks.report import claims
 from sdo.tasks.reward import RewardConfig, add_lora, finetune, lora_parameters, reward_fn
@@ -56,10 +62,10 @@ def test_judge_rejections_are_excluded(digits):
         candidates(tm, cfg(), seed=0, coupled=False)
 
 
-def test_every_method_gets_the_same_kept_samples(digits):
+def test_every_method_gets_the_same_kept_samples(digits, tmp_path):
     tm = TaskModels(digits, Stub(0), Stub(0), "digits")
-    out = run_seed(tm, cfg(), ["sdo", "bptt", "reversible"], seed=0)
-    df = pd.DataFrame(out["rows"])
+    run_adversarial(cfg(), ["sdo", "bptt", "reversible"], tmp_path, tm)
+    df = pd.read_csv(tmp_path / "adversarial-gd-samples.csv")
     per_method = {m: list(zip(g["sample"], g.label)) for m, g in df.groupby("method")}
     assert set(per_method) == {"sdo", "bptt", "reversible"}
     assert len({tuple(v) for v in per_method.values()}) == 1
@@ -71,7 +77,7 @@ def test_delta_never_leaves_the_linf_ball(digits, update):
     c = cfg(tau=0.05, lr=10.0, update=update)
     z = torch.randn(3, 1, 8, 8)
     labels, cond = torch.zeros(3, dtype=torch.long), nn.functional.one_hot(torch.zeros(3).long(), 10).float()
-    run = attack(digits, Stub(0), z, labels, "sdo", c, cond)
+    run = attack_batch(digits, Stub(0), z, labels, "sdo", c, cond)
     assert run["status"] == "ok" and len(run["losses"]) == 2
     assert run["delta"].abs().max().item() <= c.tau
     assert run["delta"].abs().max().item() == pytest.approx(c.tau)  # lr 10 saturates the budget
@@ -106,14 +112,17 @@ def test_lora_finetuning_changes_only_the_adapters():
 
 
 def test_readme_verdicts_follow_the_intervals(tmp_path):
-    rates = dict(success_pct=[90.0, 40.0, 50.0], ci_lo_pct=[85.0, 30.0, 40.0], ci_hi_pct=[95.0, 50.0, 60.0])
-    pd.DataFrame(dict(method=["sdo", "adjoint", "reversible"], **rates)).to_csv(
-        tmp_path / "adversarial-gd.csv"
-    )
     pd.DataFrame(
         dict(
             comparison=["sdo vs adjoint", "sdo vs reversible"],
             n_pairs=[200, 200],
+            n_pairs_planned=[200, 200],
+            reference_success_pct=[90.0, 50.0],
+            reference_ci_lo_pct=[85.0, 40.0],
+            reference_ci_hi_pct=[95.0, 60.0],
+            other_success_pct=[40.0, 51.0],
+            other_ci_lo_pct=[30.0, 41.0],
+            other_ci_hi_pct=[50.0, 61.0],
             only_reference_succeeds=[90, 10],
             only_other_succeeds=[10, 12],
             mcnemar_p=[1e-10, 0.8],
@@ -137,6 +146,7 @@ def test_quick_tasks_run_end_to_end_with_provenance(tmp_path):
     rc = main(
         ["all", "--quick", "--model", "fmnist-ddpm", "--out", str(tmp_path), "--update", "gd"]
         + ["--estimators", "sdo", "reversible", "--methods", "sdo", "alignprop-uniform"]
+        + ["--set", "adversarial.steps=4"]  # the candidate pool's sampling dominates; 4 steps keep it short
     )
     assert rc == 0
     for name in ("adversarial-gd", "style", "reward-curves"):
@@ -146,7 +156,24 @@ def test_quick_tasks_run_end_to_end_with_provenance(tmp_path):
     assert set(table.method) == {"sdo", "reversible"} and (table.n == 8).all()
     assert {"ci_lo_pct", "ci_hi_pct", "perceptual", "fid_change"} <= set(table.columns)
     readme = (tmp_path / "README.md").read_text()
-    assert "| claim | ours | verdict |" in readme
+    assert "| claim | ours | verdict | rests_on |" in readme
+    assert "`adversarial-gd.json`: complete: 4 chunks" in readme and "partial:" not in readme
+
+
+@pytest.mark.slow
+def test_quick_tasks_with_no_time_left_build_partial_tables(tmp_path):
+    from sdo.tasks.__main__ import main
+
+    args = ["all", "--quick", "--model", "fmnist-ddpm", "--out", str(tmp_path), "--update", "gd"]
+    assert main(args + ["--estimators", "sdo", "--methods", "sdo", "--max-minutes", "0"]) == 0
+    assert not list((tmp_path / "chunks").rglob("*.pt"))
+    for name, count in (("adversarial-gd", "n"), ("style", "n"), ("reward-finetune", "seeds")):
+        table = pd.read_csv(tmp_path / f"{name}.csv")
+        assert len(table) and (table[count] == 0).all() and not table.complete.any(), name
+    readme = (tmp_path / "README.md").read_text()
+    for name in ("adversarial-gd", "style", "reward-curves"):
+        assert f"`{name}.json`: partial: 0 of" in readme
+    assert "not measured yet" in readme
 
 
 def test_set_overrides_one_task_and_rejects_malformed_items():

@@ -1,7 +1,9 @@
 """CLI: python -m sdo.tasks {adversarial,style,reward,all} [--quick] [--model NAME] [--out DIR] ...
 
-Writes each task's tables (with intervals), figures and provenance JSON, then the README with the
-"paper claim | our measurement | verdict" table."""
+Every finished unit of work (a chunk) is stored under OUT/chunks/; the same command run again loads the
+stored chunks and computes only the missing ones (--max-minutes stops starting new chunks). Each task's
+tables (with intervals), figures and provenance JSON are built from the stored chunks and say how much of
+the planned work they rest on; then the README with the "paper claim | our measurement | verdict" table."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 
 from . import TASKS
 from .adversarial import UPDATES, AdversarialConfig, run_adversarial
+from .chunks import CHUNK_DIR, ChunkRunner
 from .common import DEFAULT_MODEL, RESULTS, load_models, markdown
 from .reward import METHODS, RewardConfig, run_reward
 from .style import StyleConfig, run_style
@@ -42,7 +45,17 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sdo.tasks", description=__doc__)
     p.add_argument("task", choices=(*TASKS, "all"))
     p.add_argument("--quick", "--tiny", action="store_true", help="seconds-long smoke settings (the tests)")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--out", type=Path, default=RESULTS, help=f"output directory; its {CHUNK_DIR}/ holds the chunks"
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no new chunk after this many minutes; tables are built from what is stored "
+        "(run the same command again to continue)",
+    )
+    p.add_argument("--max-chunks", type=int, default=None, help="compute at most this many new chunks")
     p.add_argument("--model", default=DEFAULT_MODEL, help="diffusion model name (class-conditional or not)")
     p.add_argument("--weights", default=None, help="other weights for --model (e.g. an in-progress EMA file)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w (model default)")
@@ -87,24 +100,27 @@ def run(
     tm=None,
     seeds=None,
     overrides=(),
+    runner: ChunkRunner | None = None,
 ):
-    """Run one task (or all) and regenerate out/README.md; returns {name: DataFrame}."""
+    """Run one task (or all) from its chunks (computing the missing ones until the runner's limit) and
+    regenerate out/README.md; returns {name: DataFrame}."""
     from .report import write_readme
 
+    if task not in (*TASKS, "all"):
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join((*TASKS, 'all'))}")
     tm = tm or load_models()
+    runner = runner or ChunkRunner(out)
     tables = {}
     if task in ("adversarial", "all"):
         for update in updates:
             cfg = AdversarialConfig(update=update, **settings("adversarial", quick, seeds, overrides))
-            tables[f"adversarial-{update}"] = run_adversarial(cfg, estimators, out, tm)
+            tables[f"adversarial-{update}"] = run_adversarial(cfg, estimators, out, tm, runner)
     if task in ("style", "all"):
-        tables["style"] = run_style(
-            StyleConfig(**settings("style", quick, seeds, overrides)), estimators, out, tm
-        )
+        cfg = StyleConfig(**settings("style", quick, seeds, overrides))
+        tables["style"] = run_style(cfg, estimators, out, tm, runner)
     if task in ("reward", "all"):
-        tables["reward"] = run_reward(
-            RewardConfig(**settings("reward", quick, seeds, overrides)), methods, out=out, tm=tm
-        )
+        cfg = RewardConfig(**settings("reward", quick, seeds, overrides))
+        tables["reward"] = run_reward(cfg, methods, out=out, tm=tm, runner=runner)
     write_readme(out)
     return tables
 
@@ -115,11 +131,22 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--device {args.device!r}: the tasks run on cpu only for now; valid: cpu")
     torch.set_num_threads(args.threads)
     tm = load_models(args.model, args.weights, args.guidance)
+    runner = ChunkRunner(args.out, args.max_minutes, args.max_chunks, args.device)
     tables = run(
-        args.task, args.quick, args.out, args.estimators, args.methods, args.update, tm, args.seeds, args.set
+        args.task,
+        args.quick,
+        args.out,
+        args.estimators,
+        args.methods,
+        args.update,
+        tm,
+        args.seeds,
+        args.set,
+        runner,
     )
     for name, df in tables.items():
         print(f"\n## {name}\n\n{markdown(df)}")
+    print(f"\n{runner.summary()}")
     return 0
 
 

@@ -5,15 +5,16 @@ samples from every class. The same samples for every method; exclusions decided 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .. import estimators, objectives, samplers
 from ..problem import Problem
+from .chunks import ChunkRunner, model_settings, settings_of, table_note, tensor_digest
 from .common import (
     COUPLED,
     DEFAULT_ESTIMATORS,
@@ -73,16 +74,17 @@ class AdversarialConfig:
         self.seeds = tuple(self.seeds)
 
 
+def margins(classifier, x: torch.Tensor, labels: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Per sample max(z_y - max_{j != y} z_j, -kappa) on clamped images: lower means the classifier errs."""
+    logits = classifier(x.clamp(-1, 1))
+    true = logits.gather(1, labels[:, None])[:, 0]
+    other = logits.masked_fill(torch.nn.functional.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+    return torch.clamp(true - other.amax(1), min=-kappa)
+
+
 def margin_objective(classifier, labels: torch.Tensor, kappa: float):
-    """J = sum_b max(z_y - max_{j != y} z_j, -kappa) on clamped images: lower means the classifier errs."""
-
-    def fn(x):
-        logits = classifier(x.clamp(-1, 1))
-        true = logits.gather(1, labels[:, None])[:, 0]
-        other = logits.masked_fill(torch.nn.functional.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
-        return torch.clamp(true - other.amax(1), min=-kappa).sum()
-
-    return objectives.get("callable", fn=fn)
+    """J = sum_b margin_b (each clamped at -kappa): a sample's term depends on that sample alone."""
+    return objectives.get("callable", fn=lambda x: margins(classifier, x, labels, kappa).sum())
 
 
 def linf_bound(tau: float, dtype: torch.dtype) -> float:
@@ -93,7 +95,7 @@ def linf_bound(tau: float, dtype: torch.dtype) -> float:
     return b.item()
 
 
-def clean_samples(model, z, cond, steps: int, coupled: bool, batch: int) -> torch.Tensor:
+def clean_samples(model, z, cond, steps: int, coupled: bool, batch: int = SAMPLE_BATCH) -> torch.Tensor:
     """Clamped x_0 of latents z (in batches) from plain DDIM, or from the coupled sampler if `coupled`."""
     out = []
     for i in range(0, len(z), batch):
@@ -115,234 +117,488 @@ def exclusions(tm, x: torch.Tensor, labels: torch.Tensor, judge_min_prob: float)
     return dict(misclassified=wrong, rejected=judged < judge_min_prob)
 
 
-def candidates(tm, cfg: AdversarialConfig, seed: int, coupled: bool) -> dict:
-    """Latents, classes and clean samples for one seed, with the exclusion decided once for all methods."""
-    pool = int(np.ceil(cfg.pool_factor * cfg.n))
-    z = latents(tm.model, pool, seed)
-    labels = torch.arange(pool) % 10
+def pool_size(cfg: AdversarialConfig) -> int:
+    """Candidates drawn per seed: ceil(pool_factor * n)."""
+    return int(np.ceil(cfg.pool_factor * cfg.n))
+
+
+def examine(tm, cfg: AdversarialConfig, z, labels, coupled: bool) -> dict:
+    """Clean samples, classes and exclusion flags of one block of candidates (the coupled sampler's clean
+    sample only for those the plain sample keeps)."""
     cond = class_cond(tm.model, labels)
-    x = clean_samples(tm.model, z, cond, cfg.steps, False, SAMPLE_BATCH)
+    x = clean_samples(tm.model, z, cond, cfg.steps, False)
     if cond is None:  # unconditional model: the class is what the attacked classifier says
         with torch.no_grad():
             labels = tm.attacked(x).argmax(1)
     flags = exclusions(tm, x, labels, cfg.judge_min_prob)
     keep = ~(flags["misclassified"] | flags["rejected"])
-    counts = dict(
-        candidates=pool,
-        misclassified=int(flags["misclassified"].sum()),
-        rejected_by_judge=int(flags["rejected"].sum()),
-    )
-    x_coupled = None
-    if coupled:
-        x_coupled = clean_samples(tm.model, z, cond, cfg.steps, True, SAMPLE_BATCH)
-        more = exclusions(tm, x_coupled, labels, cfg.judge_min_prob)
-        bad = more["misclassified"] | more["rejected"]
-        counts["excluded_only_by_the_coupled_sample"] = int((bad & keep).sum())
-        keep = keep & ~bad
-    counts["excluded"] = int((~keep).sum())
-    idx = keep.nonzero()[:, 0][: cfg.n]
+    x_coupled, by_coupled = torch.full_like(x, float("nan")), torch.zeros_like(keep)
+    if coupled and keep.any():
+        c = None if cond is None else cond[keep]
+        x_coupled[keep] = clean_samples(tm.model, z[keep], c, cfg.steps, True)
+        more = exclusions(tm, x_coupled[keep], labels[keep], cfg.judge_min_prob)
+        by_coupled[keep] = more["misclassified"] | more["rejected"]
+        keep = keep & ~by_coupled
+    return dict(x=x, x_coupled=x_coupled, labels=labels, keep=keep, by_coupled=by_coupled, **flags)
+
+
+def candidates(tm, cfg: AdversarialConfig, seed: int, coupled: bool) -> dict:
+    """The first n candidates of one seed's pool that pass the exclusions (decided once, for all methods):
+    pool indices, classes, clean samples and the exclusion counts of the candidates examined. Candidates are
+    examined in blocks and the examination stops once n pass (the kept set is the same as examining all)."""
+    pool = pool_size(cfg)
+    z, all_labels = latents(tm.model, pool, seed), torch.arange(pool) % 10
+    block = min(SAMPLE_BATCH, max(16, cfg.n))
+    parts, kept = [], 0
+    for start in range(0, pool, block):
+        part = examine(tm, cfg, z[start : start + block], all_labels[start : start + block], coupled)
+        parts.append(part)
+        kept += int(part["keep"].sum())
+        if kept >= cfg.n:
+            break
+    seen = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    idx = seen["keep"].nonzero()[:, 0][: cfg.n]
     if len(idx) < cfg.n:
         raise ValueError(
             f"seed {seed}: only {len(idx)} of {pool} candidates pass the exclusions; raise pool_factor"
         )
-    pick = lambda t: None if t is None else t[idx]  # noqa: E731
+    counts = dict(
+        candidates=len(seen["keep"]),
+        misclassified=int(seen["misclassified"].sum()),
+        rejected_by_judge=int(seen["rejected"].sum()),
+    )
+    if coupled:
+        counts["excluded_only_by_the_coupled_sample"] = int(seen["by_coupled"].sum())
+    counts["excluded"] = int((~seen["keep"]).sum())
     return dict(
-        z=z[idx], labels=labels[idx], cond=pick(cond), x=x[idx], x_coupled=pick(x_coupled), counts=counts
+        index=idx,
+        labels=seen["labels"][idx],
+        x=seen["x"][idx],
+        x_coupled=seen["x_coupled"][idx] if coupled else None,
+        counts=counts,
     )
 
 
-def attack(model, classifier, z, labels, estimator: str, cfg: AdversarialConfig, cond=None) -> dict:
-    """Optimise delta with one estimator, batch by batch; delta is clipped to [-tau, tau] after every step."""
-    deltas, losses, status, wall = [], [], "ok", 0.0
-    for i in range(0, len(z), cfg.batch):
-        c = None if cond is None else cond[i : i + cfg.batch]
-        run = attack_batch(
-            model, classifier, z[i : i + cfg.batch], labels[i : i + cfg.batch], estimator, cfg, c
-        )
-        if run["status"] != "ok":
-            return dict(delta=None, losses=[], wall_s=0.0, status=run["status"])
-        deltas.append(run["delta"])
-        losses.append(run["losses"])
-        wall += run["wall_s"]
-    return dict(delta=torch.cat(deltas), losses=np.sum(losses, 0).tolist(), wall_s=wall, status=status)
+def with_latents(tm, cand: dict, seed: int, cfg: AdversarialConfig) -> dict:
+    """A stored candidate set with its latents and conditioning (regenerated from the seed)."""
+    z = latents(tm.model, pool_size(cfg), seed)[cand["index"]]
+    return cand | dict(z=z, cond=class_cond(tm.model, cand["labels"]))
 
 
-def attack_batch(model, classifier, z, labels, estimator: str, cfg: AdversarialConfig, cond=None) -> dict:
-    """One batch: opt_steps of delta <- clip(delta - lr * g) (or lr * sign(g)); per-step losses."""
-    objective = margin_objective(classifier, labels, cfg.kappa)
-    problem = Problem(
+def attack_problem(model, classifier, z, labels, cfg: AdversarialConfig, cond=None) -> Problem:
+    """The margin objective through DDIM with cfg.steps, wrt the latent, for one batch (in z's dtype)."""
+    return Problem(
         model,
         samplers.get("ddim", steps=cfg.steps),
-        objective,
+        margin_objective(classifier, labels, cfg.kappa),
         wrt="latent",
         batch=len(z),
         latent=z,
         cond=cond,
+        dtype=z.dtype,
     )
-    est = estimators.get(estimator)
-    delta, losses = torch.zeros_like(z), []
-    bound = linf_bound(cfg.tau, z.dtype)
+
+
+def network_calls(result) -> int:
+    """Network calls of one estimator call: forwards with and without a graph, recomputed forwards, backwards."""
+    s = result.stats
+    return sum(int(s.get(k, 0)) for k in ("nfe_fwd_grad", "nfe_fwd_nograd", "nfe_fwd_recompute", "nfe_bwd"))
+
+
+def attack_batch(
+    model, classifier, z, labels, estimator: str, cfg: AdversarialConfig, cond=None, compact: bool = True
+) -> dict:
+    """opt_steps of delta <- clip(delta - lr g) (or lr sign(g)), the per-step loss sum_b margin_b, and the
+    batch size and network calls of every step.
+
+    A sample whose gradient is exactly zero (its margin is clamped at -kappa) does not move, so its next
+    gradient is zero again: it never moves. With `compact` it leaves the batch (its delta is final) and its
+    margin enters the loss as a constant; the gradient of a sample depends on that sample alone (per-sample
+    objective, no batch coupling in the sampler or the network), so the deltas are those of the full loop."""
+    est, bound = estimators.get(estimator), linf_bound(cfg.tau, z.dtype)
+    delta, active, settled = torch.zeros_like(z), torch.arange(len(z)), 0.0
+    losses, sizes, calls = [], [], []
     with Stopwatch() as clock:
         for _ in range(cfg.opt_steps):
-            problem.latent = (z + delta).detach()
+            if len(active) == 0:
+                losses.append(settled), sizes.append(0), calls.append(0)
+                continue
+            c = None if cond is None else cond[active]
+            problem = attack_problem(model, classifier, z[active] + delta[active], labels[active], cfg, c)
             res, skipped = estimate(est, problem)
-            if skipped:
-                return dict(delta=delta, losses=[], wall_s=0.0, status=skipped)
-            if not res.ok:
-                return dict(delta=delta, losses=losses, wall_s=0.0, status=res.status)
+            if skipped or not res.ok:
+                return dict(delta=None, losses=losses, wall_s=0.0, status=skipped or res.status)
             g = res.grads["latent"]
-            delta = (delta - cfg.lr * (g.sign() if cfg.update == "sign" else g)).clamp(-bound, bound)
-            losses.append(res.loss)
-    return dict(delta=delta, losses=losses, wall_s=clock.seconds, status="ok")
+            step = g.sign() if cfg.update == "sign" else g
+            delta[active] = (delta[active] - cfg.lr * step).clamp(-bound, bound)
+            losses.append(res.loss + settled), sizes.append(len(active)), calls.append(network_calls(res))
+            if compact:
+                moving = g.flatten(1).ne(0).any(1)
+                if not moving.all():
+                    with torch.no_grad():
+                        final = margins(classifier, res.x0, labels[active], cfg.kappa)
+                    settled += float(final[~moving].sum())
+                    active = active[moving]
+    return dict(delta=delta, losses=losses, wall_s=clock.seconds, status="ok", sizes=sizes, calls=calls)
 
 
-def per_sample(tm, cand: dict, x_adv: torch.Tensor, clean: torch.Tensor, delta: torch.Tensor) -> dict:
+def per_sample(tm, labels, x_adv: torch.Tensor, clean: torch.Tensor, delta: torch.Tensor) -> dict:
     """Per-sample success (attacked classifier flipped), pixel L2, SSIM, perceptual distance, max |delta|."""
     with torch.no_grad():
-        flipped = tm.attacked(x_adv).argmax(1) != cand["labels"]
+        flipped = tm.attacked(x_adv).argmax(1) != labels
     return dict(
-        success=flipped.numpy(),
-        pixel_l2=(x_adv - clean).flatten(1).norm(dim=1).numpy(),
-        ssim=ssim(x_adv.double(), clean.double()).numpy(),
-        perceptual=perceptual_distance(tm.judge, x_adv, clean).numpy(),
-        max_abs_delta=delta.flatten(1).abs().amax(1).numpy(),
+        success=flipped,
+        pixel_l2=(x_adv - clean).flatten(1).norm(dim=1),
+        ssim=ssim(x_adv.double(), clean.double()),
+        perceptual=perceptual_distance(tm.judge, x_adv, clean),
+        max_abs_delta=delta.flatten(1).abs().amax(1),
     )
 
 
-def run_seed(tm, cfg: AdversarialConfig, names: list[str], seed: int) -> dict:
-    """All methods on one seed's samples: per-sample rows, adversarial images, loss curves, skipped methods."""
-    cand = candidates(tm, cfg, seed, coupled=any(n in COUPLED for n in names))
-    rows, images, curves, skipped = [], {"clean": cand["x"]}, {}, {}
-    for name in tqdm(names, desc=f"adversarial {cfg.update} seed {seed}"):
-        run = attack(tm.model, tm.attacked, cand["z"], cand["labels"], name, cfg, cand["cond"])
-        if run["status"] != "ok":
-            skipped[name] = run["status"]
-            continue
-        coupled = name in COUPLED
-        x_adv = clean_samples(
-            tm.model, cand["z"] + run["delta"], cand["cond"], cfg.steps, coupled, SAMPLE_BATCH
-        )
-        clean = cand["x_coupled"] if coupled else cand["x"]
-        metrics = per_sample(tm, cand, x_adv, clean, run["delta"])
-        per = run["wall_s"] / len(cand["z"])
-        for k in range(len(cand["z"])):
-            rows.append(
-                dict(seed=seed, sample=k, label=int(cand["labels"][k]), method=name, s_per_sample=per)
-                | {m: v[k].item() for m, v in metrics.items()}
+def attack_chunk(tm, cfg: AdversarialConfig, cand: dict, method: str, start: int, stop: int) -> dict:
+    """One chunk: the attack of one method on kept samples start..stop-1, its adversarial samples, their
+    metrics, the per-step losses and the network calls with and without dropping settled samples."""
+    part = slice(start, stop)
+    cond = None if cand["cond"] is None else cand["cond"][part]
+    z, labels = cand["z"][part], cand["labels"][part]
+    run = attack_batch(tm.model, tm.attacked, z, labels, method, cfg, cond)
+    if run["status"] != "ok":
+        return dict(status=run["status"])
+    coupled = method in COUPLED
+    x_adv = clean_samples(tm.model, z + run["delta"], cond, cfg.steps, coupled)
+    clean = (cand["x_coupled"] if coupled else cand["x"])[part]
+    full = run["calls"][0] * len(z) * cfg.opt_steps if run["calls"] else 0
+    return dict(
+        status="ok",
+        wall_s=run["wall_s"],
+        losses=run["losses"],
+        batch_sizes=run["sizes"],
+        sample_calls=sum(c * b for c, b in zip(run["calls"], run["sizes"])),
+        sample_calls_uncompacted=full,
+        delta=run["delta"],
+        x_adv=x_adv,
+        metrics=per_sample(tm, labels, x_adv, clean, run["delta"]),
+    )
+
+
+def sample_ranges(cfg: AdversarialConfig) -> list[tuple[int, int]]:
+    """The (start, stop) of every optimisation batch of kept samples."""
+    return [(i, min(i + cfg.batch, cfg.n)) for i in range(0, cfg.n, cfg.batch)]
+
+
+def candidates_key(cfg: AdversarialConfig, seed: int, coupled: bool) -> str:
+    """The chunk of one seed's candidate set (shared by both updates)."""
+    return f"adversarial/candidates/seed{seed}-n{cfg.n}-pool{pool_size(cfg)}" + (
+        "-coupled" if coupled else ""
+    )
+
+
+def attack_key(cfg: AdversarialConfig, seed: int, method: str, start: int, stop: int) -> str:
+    """The chunk of one method on kept samples start..stop-1 of one seed."""
+    return f"adversarial/{cfg.update}/seed{seed}/{method}/samples-{start:04d}-{stop - 1:04d}"
+
+
+CANDIDATE_FIELDS = ("n", "steps", "judge_min_prob", "pool_factor")
+ATTACK_FIELDS = ("steps", "opt_steps", "tau", "lr", "update", "kappa", "judge_min_prob")
+
+
+def run_seed(
+    tm, cfg: AdversarialConfig, names: list[str], seed: int, runner: ChunkRunner, models: dict
+) -> dict:
+    """Every method on one seed's kept samples, chunk by chunk (stored chunks are loaded, missing ones
+    computed until the runner's limit): the stored chunks by (method, start) and the candidate set."""
+    coupled = any(n in COUPLED for n in names)
+    keys = {(m, a): attack_key(cfg, seed, m, a, b) for m in names for a, b in sample_ranges(cfg)}
+    cand_settings = settings_of(cfg, CANDIDATE_FIELDS, seed=seed, coupled_exclusion=coupled) | models
+    cand = runner.get(
+        candidates_key(cfg, seed, coupled), cand_settings, partial(candidates, tm, cfg, seed, coupled)
+    )
+    if cand is None:
+        runner.skip(keys.values())
+        return dict(chunks={}, cand=None)
+    cand = with_latents(tm, cand, seed, cfg)
+    chunks = {}
+    for name in names:
+        for a, b in sample_ranges(cfg):
+            inputs = tensor_digest(cand["z"][a:b], cand["labels"][a:b])
+            settings = settings_of(
+                cfg, ATTACK_FIELDS, estimator=name, coupled_exclusion=coupled, inputs=inputs
             )
-        images[name] = x_adv
-        curves[name] = run["losses"]
-    return dict(rows=rows, images=images, curves=curves, skipped=skipped, counts=cand["counts"], clean=cand)
+            chunk = runner.get(
+                keys[(name, a)], settings | models, partial(attack_chunk, tm, cfg, cand, name, a, b)
+            )
+            if chunk is not None:
+                chunks[(name, a)] = chunk
+    return dict(chunks=chunks, cand=cand)
 
 
-def summarise(df: pd.DataFrame, cfg: AdversarialConfig, fid: dict) -> pd.DataFrame:
-    """One row per method: success with its Clopper-Pearson interval (pooled over seeds), per-seed rates,
-    and bootstrap intervals of the distance means."""
+def rows_of(seed: int, cand: dict, chunks: dict) -> list[dict]:
+    """Per-sample rows of one seed's stored successful chunks."""
     rows = []
-    for method, g in df.groupby("method", sort=False):
-        k, n = int(g.success.sum()), len(g)
-        lo, hi = clopper_pearson(k, n)
-        row = dict(method=method, update=cfg.update, n=n, successes=k, success_pct=100 * k / n)
-        row |= dict(ci_lo_pct=100 * lo, ci_hi_pct=100 * hi)
-        row["per_seed_pct"] = " / ".join(f"{100 * s.success.mean():.1f}" for _, s in g.groupby("seed"))
+    for (method, start), chunk in chunks.items():
+        if chunk["status"] != "ok":
+            continue
+        metrics, size = chunk["metrics"], len(chunk["delta"])
+        for j in range(size):
+            k = start + j
+            rows.append(
+                dict(seed=seed, sample=k, label=int(cand["labels"][k]), method=method)
+                | dict(s_per_sample=chunk["wall_s"] / size)
+                | {m: v[j].item() for m, v in metrics.items()}
+            )
+    return rows
+
+
+def summarise(df: pd.DataFrame, cfg: AdversarialConfig, fid: dict, methods=None) -> pd.DataFrame:
+    """One row per method: the samples stored (n) of those planned (n_planned), success with its
+    Clopper-Pearson interval (pooled over the stored samples), per-seed rates and sample counts, bootstrap
+    intervals of the distance means and the FID change (on fid_n samples)."""
+    planned = cfg.n * len(cfg.seeds)
+    rows = []
+    for method in methods if methods is not None else list(dict.fromkeys(df.method)):
+        g = df[df.method == method] if len(df) else df
+        k, n = (int(g.success.sum()), len(g)) if len(g) else (0, 0)
+        lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
+        row = dict(method=method, update=cfg.update, n=n, n_planned=planned, complete=n == planned)
+        row |= dict(
+            successes=k, success_pct=100 * k / n if n else np.nan, ci_lo_pct=100 * lo, ci_hi_pct=100 * hi
+        )
+        by_seed = list(g.groupby("seed")) if n else []
+        row["per_seed_pct"] = " / ".join(f"{100 * s.success.mean():.1f}" for _, s in by_seed)
+        row["per_seed_n"] = " / ".join(str(len(s)) for _, s in by_seed)
         for metric in ("pixel_l2", "ssim", "perceptual"):
-            m, mlo, mhi = bootstrap_interval(g[metric].to_numpy())
+            m, mlo, mhi = bootstrap_interval(g[metric].to_numpy() if n else [])
             row |= {metric: m, f"{metric}_lo": mlo, f"{metric}_hi": mhi}
-        row["fid_change"], row["fid_change_lo"], row["fid_change_hi"] = fid.get(method, (np.nan,) * 3)
-        row |= dict(max_abs_delta=g.max_abs_delta.max(), s_per_sample=g.s_per_sample.mean())
+        change = fid.get(method, (np.nan,) * 3 + (0,))
+        row |= dict(zip(("fid_change", "fid_change_lo", "fid_change_hi", "fid_n"), change))
+        row |= dict(
+            max_abs_delta=g.max_abs_delta.max() if n else np.nan,
+            s_per_sample=g.s_per_sample.mean() if n else np.nan,
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def paired(
-    df: pd.DataFrame, cfg: AdversarialConfig, reference: str = "sdo", fid: dict | None = None
+    df: pd.DataFrame, cfg: AdversarialConfig, reference: str = "sdo", fid: dict | None = None, methods=None
 ) -> pd.DataFrame:
-    """reference vs every other method on the same samples: discordant counts, exact McNemar p, the interval
-    of reference's share of discordant pairs (> 0.5: reference succeeds more), perceptual difference."""
-    if reference not in set(df.method):
+    """reference vs every other method on the samples stored for both (n_pairs of n_pairs_planned): both
+    success rates on those samples with Clopper-Pearson intervals, discordant counts, exact McNemar p, the interval of reference's share of discordant pairs (> 0.5:
+    reference succeeds more), perceptual difference, and the FID-change difference (on fid_n samples)."""
+    methods = list(dict.fromkeys(df.method)) if methods is None else methods
+    if reference not in methods:
         return pd.DataFrame()
-    key = ["seed", "sample"]
-    ref = df[df.method == reference].set_index(key).sort_index()
+    key, planned = ["seed", "sample"], cfg.n * len(cfg.seeds)
+    ref = df[df.method == reference] if len(df) else df
     rows = []
-    for method, g in df[df.method != reference].groupby("method", sort=False):
-        other = g.set_index(key).sort_index()
-        a, b = ref.success.to_numpy(bool), other.success.to_numpy(bool)
+    for method in methods:
+        if method == reference:
+            continue
+        other = df[df.method == method] if len(df) else df
+        both = ref.merge(other, on=key, suffixes=("_ref", "_other")) if len(ref) and len(other) else None
+        a = both.success_ref.to_numpy(bool) if both is not None else np.zeros(0, bool)
+        b = both.success_other.to_numpy(bool) if both is not None else np.zeros(0, bool)
+        diff = (both.perceptual_other - both.perceptual_ref).to_numpy() if both is not None else []
         wins, losses = discordant(a, b)
         lo, hi = paired_share_interval(a, b)
-        diff = other.perceptual.to_numpy() - ref.perceptual.to_numpy()
         m, dlo, dhi = bootstrap_interval(diff)
+        fid_diff = (fid or {}).get(f"{method} - {reference}", (np.nan,) * 3 + (0,))
         rows.append(
-            dict(
-                update=cfg.update,
-                comparison=f"{reference} vs {method}",
-                n_pairs=len(a),
-                only_reference_succeeds=wins,
-                only_other_succeeds=losses,
-                mcnemar_p=mcnemar_exact(a, b),
-                share_lo=lo,
-                share_hi=hi,
-                perceptual_other_minus_ref=m,
-                perceptual_diff_lo=dlo,
-                perceptual_diff_hi=dhi,
-            )
-            | dict(
-                zip(
-                    ("fid_change_other_minus_ref", "fid_diff_lo", "fid_diff_hi"),
-                    (fid or {}).get(f"{method} - {reference}", (np.nan,) * 3),
-                )
-            )
+            dict(update=cfg.update, comparison=f"{reference} vs {method}", n_pairs=len(a))
+            | dict(n_pairs_planned=planned, complete=len(a) == planned)
+            | success_on_pairs("reference", a)
+            | success_on_pairs("other", b)
+            | dict(only_reference_succeeds=wins, only_other_succeeds=losses, mcnemar_p=mcnemar_exact(a, b))
+            | dict(share_lo=lo, share_hi=hi)
+            | dict(perceptual_other_minus_ref=m, perceptual_diff_lo=dlo, perceptual_diff_hi=dhi)
+            | dict(zip(("fid_change_other_minus_ref", "fid_diff_lo", "fid_diff_hi", "fid_n"), fid_diff))
         )
     return pd.DataFrame(rows)
 
 
-def fid_changes(tm, seeds_out: list[dict], cfg: AdversarialConfig) -> dict:
-    """FID(adv) - FID(clean) in the judge's features vs test images, paired bootstrap over samples."""
+def success_on_pairs(who: str, success: np.ndarray) -> dict:
+    """`who`'s success rate on the paired samples with its Clopper-Pearson interval (percent; nan if none)."""
+    k, n = int(success.sum()), len(success)
+    lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
+    rate = 100 * k / n if n else np.nan
+    return {f"{who}_success_pct": rate, f"{who}_ci_lo_pct": 100 * lo, f"{who}_ci_hi_pct": 100 * hi}
+
+
+MIN_FID_SAMPLES = 2  # a covariance needs at least two samples
+
+
+def fid_changes(ref, clean: dict, adv: dict, reference: str = "sdo") -> dict:
+    """FID(adv) - FID(clean) per method on the samples stored for it, and the difference to `reference` on the
+    samples stored for both, each with a paired bootstrap; `clean` maps (seed, sample) -> judge features and
+    `adv` maps method -> such a dict. Values are (change, lo, hi, samples)."""
+    from .fid import fid_change_interval
+
+    def on(keys, methods):
+        keys = sorted(keys)
+        if len(keys) < MIN_FID_SAMPLES:
+            return {}
+        base = np.stack([clean[k] for k in keys])
+        out = fid_change_interval(
+            ref, base, {m: np.stack([adv[m][k] for k in keys]) for m in methods}, reference
+        )
+        return {name: (*v, len(keys)) for name, v in out.items()}
+
+    groups = {}
+    for method, feats in adv.items():
+        groups.setdefault(frozenset(feats), []).append(method)
+    result = {}
+    for keys, methods in groups.items():
+        result |= on(keys, methods)
+    if reference in adv:
+        for method in adv:
+            if method != reference and f"{method} - {reference}" not in result:
+                both = on(set(adv[method]) & set(adv[reference]), [reference, method])
+                result[f"{method} - {reference}"] = both.get(f"{method} - {reference}", (np.nan,) * 3 + (0,))
+    return result
+
+
+def judge_features(tm, seeds_out: dict) -> tuple[dict, dict]:
+    """Judge features of the clean and adversarial samples stored: (seed, sample) -> vector, per method."""
+    from .fid import features
+
+    clean, adv = {}, {}
+    for seed, out in seeds_out.items():
+        if out["cand"] is None:
+            continue
+        for k, f in enumerate(features(tm.judge, out["cand"]["x"])):
+            clean[(seed, k)] = f
+        for (method, start), chunk in out["chunks"].items():
+            if chunk["status"] == "ok":
+                for j, f in enumerate(features(tm.judge, chunk["x_adv"])):
+                    adv.setdefault(method, {})[(seed, start + j)] = f
+    return clean, adv
+
+
+def fid_of(tm, seeds_out: dict, cfg: AdversarialConfig) -> dict:
+    """The FID changes in the judge's features vs cfg.fid_reference test images ({} when fid_reference is 0)."""
     if not cfg.fid_reference:
         return {}
     from ..data import fmnist_tensors
-    from .fid import features, fid_change_interval
+    from .fid import features
 
     ref = features(tm.judge, fmnist_tensors("test")[0][: cfg.fid_reference])
-    clean = features(tm.judge, torch.cat([s["images"]["clean"] for s in seeds_out]))
-    methods = [m for m in seeds_out[0]["images"] if m != "clean"]
-    adv = {m: features(tm.judge, torch.cat([s["images"][m] for s in seeds_out])) for m in methods}
-    return fid_change_interval(ref, clean, adv)
+    clean, adv = judge_features(tm, seeds_out)
+    return fid_changes(ref, clean, adv)
+
+
+def loss_curves(seeds_out: dict, cfg: AdversarialConfig) -> dict:
+    """Per seed and method: the summed per-step losses of the stored chunks and how many samples they cover."""
+    curves = {}
+    for seed, out in seeds_out.items():
+        for (method, _), chunk in sorted(out["chunks"].items()):
+            if chunk["status"] != "ok":
+                continue
+            c = curves.setdefault(seed, {}).setdefault(method, dict(losses=None, samples=0, planned=cfg.n))
+            step = np.asarray(chunk["losses"], float)
+            c["losses"] = step if c["losses"] is None else c["losses"] + step
+            c["samples"] += len(chunk["delta"])
+    for per_method in curves.values():
+        for c in per_method.values():
+            c["losses"] = c["losses"].tolist()
+    return curves
+
+
+def compaction(seeds_out: dict) -> dict:
+    """Per method: network calls times batch samples with settled samples dropped, and without."""
+    out = {}
+    for seed_out in seeds_out.values():
+        for (method, _), chunk in seed_out["chunks"].items():
+            if chunk["status"] == "ok":
+                c = out.setdefault(method, dict(sample_calls=0, sample_calls_uncompacted=0))
+                c["sample_calls"] += int(chunk["sample_calls"])
+                c["sample_calls_uncompacted"] += int(chunk["sample_calls_uncompacted"])
+    for c in out.values():
+        full = c["sample_calls_uncompacted"]
+        c["saved_pct"] = 100 * (1 - c["sample_calls"] / full) if full else 0.0
+    return out
+
+
+def failed(seeds_out: dict) -> dict:
+    """{seed: {method: status}} of stored chunks that did not finish (unsupported, non-finite, ...)."""
+    out = {}
+    for seed, seed_out in seeds_out.items():
+        for (method, _), chunk in seed_out["chunks"].items():
+            if chunk["status"] != "ok":
+                out.setdefault(seed, {})[method] = chunk["status"]
+    return out
+
+
+def plot_examples(seeds_out: dict, methods: list[str], cfg: AdversarialConfig, path: Path) -> None:
+    """The first ten clean and adversarial samples of the first seed with stored chunks."""
+    for seed, out in seeds_out.items():
+        if out["cand"] is None or not out["chunks"]:
+            continue
+        rows, labels = [out["cand"]["x"][:10]], ["clean"]
+        for method in methods:
+            parts = [
+                c["x_adv"]
+                for (m, _), c in sorted(out["chunks"].items())
+                if m == method and c["status"] == "ok"
+            ]
+            if parts:
+                rows.append(torch.cat(parts)[:10])
+                labels.append(method)
+        title = f"adversarial latent ({cfg.update}), tau={cfg.tau}, {cfg.opt_steps} steps, seed {seed}"
+        image_grid(rows, labels, path, title)
+        return
 
 
 def run_adversarial(
-    cfg: AdversarialConfig | None = None, estimator_names=None, out: Path = RESULTS, tm=None
+    cfg: AdversarialConfig | None = None,
+    estimator_names=None,
+    out: Path = RESULTS,
+    tm=None,
+    runner: ChunkRunner | None = None,
 ) -> pd.DataFrame:
-    """The Table 5 analogue; writes adversarial-<update>.{csv,md,png,json}, -samples.csv and -paired.{csv,md}."""
+    """The Table 5 analogue from the chunks under out/chunks/ (computing the missing ones until the runner's
+    limit); writes adversarial-<update>.{csv,md,png,json}, -samples.csv and -paired.{csv,md}."""
     cfg = cfg or AdversarialConfig()
     tm = tm or load_models()
+    runner = runner or ChunkRunner(out)
     names = usable_estimators(estimator_names or DEFAULT_ESTIMATORS, "latent")
-    seeds_out = [run_seed(tm, cfg, names, seed) for seed in cfg.seeds]
-    df = pd.DataFrame([r for s in seeds_out for r in s["rows"]])
+    models = model_settings(tm)
+    runner.progress(f"adversarial {cfg.update}", len(cfg.seeds) * (1 + len(names) * len(sample_ranges(cfg))))
+    seeds_out = {seed: run_seed(tm, cfg, names, seed, runner, models) for seed in cfg.seeds}
+    runner.close()
+    df = pd.DataFrame(
+        [r for s, o in seeds_out.items() if o["cand"] is not None for r in rows_of(s, o["cand"], o["chunks"])]
+    )
+    skipped = failed(seeds_out)
+    unsupported = {m for per in skipped.values() for m, s in per.items() if s.startswith("unsupported")}
+    methods = [m for m in names if m not in unsupported]
     tag = f"adversarial-{cfg.update}"
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / f"{tag}-samples.csv", index=False)
-    fid = fid_changes(tm, seeds_out, cfg)
-    table = summarise(df, cfg, fid)
-    write_table(table, tag, out)
-    write_table(paired(df, cfg, fid=fid), f"{tag}-paired", out)
-    first = seeds_out[0]["images"]
-    image_grid(
-        [first["clean"][:10]] + [first[m][:10] for m in first if m != "clean"],
-        ["clean"] + [m for m in first if m != "clean"],
-        out / f"{tag}.png",
-        f"adversarial latent ({cfg.update}), tau={cfg.tau}, {cfg.opt_steps} steps, seed {cfg.seeds[0]}",
-    )
+    fid = fid_of(tm, seeds_out, cfg)
+    table = summarise(df, cfg, fid, methods)
+    keys = [attack_key(cfg, s, m, a, b) for s in cfg.seeds for m in names for a, b in sample_ranges(cfg)]
+    cover = runner.coverage(keys)
+    note = table_note(cover, "adversarial", f"{tag}.json")
+    write_table(table, tag, out, note=note)
+    write_table(paired(df, cfg, fid=fid, methods=methods), f"{tag}-paired", out, note=note)
+    plot_examples(seeds_out, methods, cfg, out / f"{tag}.png")
     notes = record(
         cfg,
         seeds=list(cfg.seeds),
         model=tm.name,
+        coverage=cover,
         exclusion_rule=EXCLUSION_RULE.format(p=cfg.judge_min_prob),
-        exclusion_counts={s: o["counts"] for s, o in zip(cfg.seeds, seeds_out)},
-        skipped={s: o["skipped"] for s, o in zip(cfg.seeds, seeds_out)},
-        losses={s: o["curves"] for s, o in zip(cfg.seeds, seeds_out)},
+        exclusion_counts={s: o["cand"]["counts"] for s, o in seeds_out.items() if o["cand"] is not None},
+        skipped=skipped,
+        losses=loss_curves(seeds_out, cfg),
+        compaction=compaction(seeds_out),
+        compaction_rule="a sample whose gradient is exactly zero (margin clamped at -kappa) never moves again; "
+        "it leaves the optimisation batch with its delta final and its margin counted as a constant in the "
+        "loss; sample_calls = sum over steps of network calls x samples in the batch",
         perceptual=PERCEPTUAL_NOTE,
         fid=f"Frechet distance in the judge's penultimate features vs {cfg.fid_reference} test images; the change "
-        "FID(adversarial) - FID(clean) on the same samples with a paired bootstrap interval (200 draws)",
+        "FID(adversarial) - FID(clean) on the same samples with a paired bootstrap interval (200 draws); a "
+        "difference between methods uses the samples stored for both",
     )
     save_json(notes, out / f"{tag}.json")
     return table

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .chunks import coverage_note
 from .common import markdown
 from .stats import bootstrap_interval, t_interval, verdict
 
@@ -45,12 +46,25 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
+def rests_on(stored, planned, unit: str) -> str:
+    """How much of the planned work a measurement uses: 'complete: ...' or 'partial: ... of ... planned ...'."""
+    if planned is None or not np.isfinite(planned):
+        return f"{int(stored)} {unit} (planned size not recorded)"
+    return coverage_note(int(stored), int(planned), unit)
+
+
+def _planned(row, column: str):
+    """A row's planned size, None when the table does not record it."""
+    value = row.get(column, None)
+    return None if value is None or pd.isna(value) else value
+
+
 def adversarial_claims(out: Path, update: str = "gd") -> list[dict]:
-    """Table 5: SDO succeeds more often, changes images less and degrades FID less than AdjointDPM and DOODL."""
-    pairs, table = _read(out, f"adversarial-{update}-paired"), _read(out, f"adversarial-{update}")
-    if pairs is None or table is None:
+    """Table 5: SDO succeeds more often, changes images less and degrades FID less than AdjointDPM and DOODL,
+    each measured on the samples stored for both methods."""
+    pairs = _read(out, f"adversarial-{update}-paired")
+    if pairs is None:
         return []
-    rate = table.set_index("method")
     rows = []
     for method, paper in (("adjoint", "AdjointDPM 52.5 %"), ("reversible", "DOODL 51.6 %")):
         hit = pairs[pairs.comparison == f"sdo vs {method}"]
@@ -58,17 +72,21 @@ def adversarial_claims(out: Path, update: str = "gd") -> list[dict]:
             continue
         r = hit.iloc[0]
         ours = (
-            f"SDO {rate.success_pct['sdo']:.1f} % [{rate.ci_lo_pct['sdo']:.1f}, {rate.ci_hi_pct['sdo']:.1f}] vs "
-            f"{method} {rate.success_pct[method]:.1f} % [{rate.ci_lo_pct[method]:.1f}, {rate.ci_hi_pct[method]:.1f}] "
-            f"(n = {int(r.n_pairs)}); discordant {int(r.only_reference_succeeds)} : {int(r.only_other_succeeds)}, "
-            "SDO's share "
-            f"[{r.share_lo:.2f}, {r.share_hi:.2f}], McNemar p = {r.mcnemar_p:.3g}"
+            f"on the same n = {int(r.n_pairs)} samples: SDO {r.reference_success_pct:.1f} % "
+            f"[{r.reference_ci_lo_pct:.1f}, {r.reference_ci_hi_pct:.1f}] vs {method} {r.other_success_pct:.1f} % "
+            f"[{r.other_ci_lo_pct:.1f}, {r.other_ci_hi_pct:.1f}]; discordant {int(r.only_reference_succeeds)} : "
+            f"{int(r.only_other_succeeds)}, SDO's share [{r.share_lo:.2f}, {r.share_hi:.2f}], McNemar p = "
+            f"{r.mcnemar_p:.3g}"
         )
+        if r.n_pairs == 0:
+            ours = f"not measured yet: no sample is stored for both SDO and {method}"
+        pairs_used = rests_on(r.n_pairs, _planned(r, "n_pairs_planned"), "paired samples")
         rows.append(
             dict(
                 claim=f"attack success: SDO 96.3 % > {paper} (Table 5, {update} update)",
                 ours=ours,
                 verdict=verdict(r.share_lo, r.share_hi, "greater", 0.5),
+                rests_on=pairs_used,
             )
         )
         rows.append(
@@ -77,15 +95,18 @@ def adversarial_claims(out: Path, update: str = "gd") -> list[dict]:
                 ours=f"{method} - SDO perceptual distance {r.perceptual_other_minus_ref:.4f} "
                 f"[{r.perceptual_diff_lo:.4f}, {r.perceptual_diff_hi:.4f}]",
                 verdict=boot_verdict(r.perceptual_diff_lo, r.perceptual_diff_hi, r.n_pairs),
+                rests_on=pairs_used,
             )
         )
         if np.isfinite(r.get("fid_diff_lo", np.nan)):
+            fid_n = r.get("fid_n", r.n_pairs)
             rows.append(
                 dict(
                     claim=f"SDO degrades FID less than {method} (Table 5 FID)",
                     ours=f"FID change {method} - SDO {r.fid_change_other_minus_ref:.2f} "
                     f"[{r.fid_diff_lo:.2f}, {r.fid_diff_hi:.2f}] (paired bootstrap)",
-                    verdict=boot_verdict(r.fid_diff_lo, r.fid_diff_hi, r.n_pairs),
+                    verdict=boot_verdict(r.fid_diff_lo, r.fid_diff_hi, fid_n),
+                    rests_on=rests_on(fid_n, _planned(r, "n_pairs_planned"), "paired samples"),
                 )
             )
     return rows
@@ -97,12 +118,16 @@ def style_claims(out: Path) -> list[dict]:
     if pairs is None or "sdo" not in set(pairs.method):
         return []
     r = pairs.set_index("method").loc["sdo"]
+    ours = (
+        f"kept only at x_t : only at x_N = {int(r.kept_only_at_x_t)} : {int(r.kept_only_at_x_N)} "
+        f"(n = {int(r.n_pairs)}), share [{r.share_lo:.2f}, {r.share_hi:.2f}], McNemar p = {r.mcnemar_p:.3g}"
+    )
     return [
         dict(
             claim="style guidance at t = 600 keeps the class more often than at x_N (SDO; Sec. 5.1.2)",
-            ours=f"kept only at x_t : only at x_N = {int(r.kept_only_at_x_t)} : {int(r.kept_only_at_x_N)} "
-            f"(n = {int(r.n_pairs)}), share [{r.share_lo:.2f}, {r.share_hi:.2f}], McNemar p = {r.mcnemar_p:.3g}",
+            ours=ours if r.n_pairs else "not measured yet: no sample is stored at both x_t and x_N",
             verdict=verdict(r.share_lo, r.share_hi, "greater", 0.5),
+            rests_on=rests_on(r.n_pairs, _planned(r, "n_pairs_planned"), "paired samples"),
         )
     ]
 
@@ -115,20 +140,25 @@ def _by_seed(runs: pd.DataFrame, kind: str, method: str, col: str) -> pd.Series:
 def reward_claims(out: Path) -> list[dict]:
     """Sec. 5.2: SDO's runtime about 50 % of AlignProp-uniform's; SDO converges faster; Fig. 11a depth growth."""
     rows = []
-    runs = _read(out, "reward-runs")
-    if runs is not None:
+    runs, summary = _read(out, "reward-runs"), _read(out, "reward-finetune")
+    planned = None
+    if summary is not None and "seeds_planned" in summary and len(summary):
+        planned = _planned(summary.iloc[0], "seeds_planned")
+    if runs is not None and len(runs):
         for kind in sorted(set(runs.reward)):
             sdo, ap = (
                 _by_seed(runs, kind, "sdo", "s_per_step"),
                 _by_seed(runs, kind, "alignprop-uniform", "s_per_step"),
             )
             if len(sdo) and len(ap):
-                m, lo, hi = t_interval((sdo / ap).dropna())
+                ratio = (sdo / ap).dropna()
+                m, lo, hi = t_interval(ratio)
                 rows.append(
                     dict(
                         claim=f"SDO needs about 50 % of AlignProp-uniform's time per step ({kind} reward)",
-                        ours=f"ratio {m:.2f} [{lo:.2f}, {hi:.2f}] over {len(sdo)} seeds",
+                        ours=f"ratio {m:.2f} [{lo:.2f}, {hi:.2f}] over {len(ratio)} seeds",
                         verdict=verdict(lo, hi, "less", 1.0),
+                        rests_on=rests_on(len(ratio), planned, "seeds"),
                     )
                 )
             sdo, ap = (
@@ -136,21 +166,26 @@ def reward_claims(out: Path) -> list[dict]:
                 _by_seed(runs, kind, "alignprop-uniform", "eval_after"),
             )
             if len(sdo) and len(ap):
-                m, lo, hi = t_interval((sdo - ap).dropna())
+                gain = (sdo - ap).dropna()
+                m, lo, hi = t_interval(gain)
                 rows.append(
                     dict(
                         claim=f"SDO reaches a higher reward than AlignProp-uniform in the same steps ({kind})",
-                        ours=f"eval reward SDO - AlignProp-uniform {m:.3f} [{lo:.3f}, {hi:.3f}] over {len(sdo)} seeds",
+                        ours=f"eval reward SDO - AlignProp-uniform {m:.3f} [{lo:.3f}, {hi:.3f}] over {len(gain)} seeds",
                         verdict=verdict(lo, hi, "greater", 0.0),
+                        rests_on=rests_on(len(gain), planned, "seeds"),
                     )
                 )
-    depth = _read(out, "reward-gradnorm-depth-batches")
-    if depth is not None:
-        rows += depth_claims(depth)
+    depth, depth_table = _read(out, "reward-gradnorm-depth-batches"), _read(out, "reward-gradnorm-depth")
+    if depth is not None and len(depth):
+        batches = None
+        if depth_table is not None and "batches_planned" in depth_table and len(depth_table):
+            batches = _planned(depth_table.iloc[0], "batches_planned")
+        rows += depth_claims(depth, batches)
     return rows
 
 
-def depth_claims(depth: pd.DataFrame) -> list[dict]:
+def depth_claims(depth: pd.DataFrame, planned=None) -> list[dict]:
     """Fig. 11a: the backprop gradient norm grows with depth, faster than SDO's, per batch (log10 ratios)."""
     lo_k, hi_k = depth.depth.min(), depth.depth.max()
     if lo_k == hi_k:
@@ -168,11 +203,13 @@ def depth_claims(depth: pd.DataFrame) -> list[dict]:
             claim=f"the backprop gradient norm grows with depth (Fig. 11a; depth {lo_k} -> {hi_k})",
             ours=f"log10 growth {m:.2f} [{lo:.2f}, {hi:.2f}] over {len(bptt)} batches",
             verdict=boot_verdict(lo, hi, len(bptt.dropna())),
+            rests_on=rests_on(len(bptt.dropna()), planned, "batches"),
         ),
         dict(
             claim="SDO's gradient norm grows less with depth than backprop's (Fig. 11a)",
             ours=f"log10 growth backprop - SDO {d:.2f} [{dlo:.2f}, {dhi:.2f}]",
             verdict=boot_verdict(dlo, dhi, len((bptt - sdo).dropna())),
+            rests_on=rests_on(len((bptt - sdo).dropna()), planned, "batches"),
         ),
     ]
 
@@ -180,7 +217,28 @@ def depth_claims(depth: pd.DataFrame) -> list[dict]:
 def claims(out: Path) -> pd.DataFrame:
     """Every claim whose tables exist under `out`."""
     rows = adversarial_claims(out) + style_claims(out) + reward_claims(out)
-    return pd.DataFrame(rows, columns=["claim", "ours", "verdict"])
+    return pd.DataFrame(rows, columns=["claim", "ours", "verdict", "rests_on"])
+
+
+MISSING_LISTED = 8  # missing chunks named per task in the README (all of them are in its JSON file)
+
+
+def coverage_lines(out: Path) -> list[str]:
+    """One line per task JSON file with a coverage record: chunks stored of planned, and the first missing."""
+    lines = []
+    for path in sorted(out.glob("*.json")):
+        cover = json.loads(path.read_text()).get("coverage")
+        if not cover:
+            continue
+        stored, planned = cover["stored_chunks"], cover["planned_chunks"]
+        line = f"- `{path.name}`: {coverage_note(stored, planned, 'chunks')}"
+        missing = cover.get("missing_chunks", [])
+        if missing:
+            shown = ", ".join(f"`{k}`" for k in missing[:MISSING_LISTED])
+            more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
+            line += f"; missing: {shown}{more}"
+        lines.append(line)
+    return lines or ["- no task has stored chunks yet"]
 
 
 def write_readme(out: Path) -> Path:
@@ -195,15 +253,28 @@ def write_readme(out: Path) -> Path:
         "McNemar and the Clopper-Pearson interval of SDO's share of discordant pairs; distances: bootstrap over "
         "samples or batches (no verdict from fewer than 20); seeds: Student-t band.",
         "",
+        "Every result is built from the chunks stored under `chunks/`; a run stopped by its time limit leaves "
+        "some planned chunks missing, and the same command computes only those. **rests on** says how much of "
+        "the planned work each measurement uses: a *partial* row rests on fewer samples, seeds or batches than "
+        "planned, so its interval is wider; its verdict still follows that interval, but rerunning until a "
+        "verdict appears and stopping there would bias it; cite the complete run.",
+        "",
         "## Paper claim | our measurement with interval | verdict",
         "",
         markdown(claims(out)),
+        "",
+        "## How much of the planned work is stored",
+        "",
+        *coverage_lines(out),
         "",
     ]
     for name, title in TABLES:
         df = _read(out, name)
         if df is not None:
-            lines += [f"## {title}", "", f"`{name}.csv`", "", markdown(df), ""]
+            lines += [f"## {title}", "", f"`{name}.csv`", ""]
+            if "complete" in df and not df.complete.astype(bool).all():
+                lines += ["**Partial**: rows with complete = False rest on less than the planned work.", ""]
+            lines += [markdown(df), ""]
     for path in sorted(out.glob("*.json")):
         prov = json.loads(path.read_text()).get("provenance")
         if prov:

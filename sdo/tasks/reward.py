@@ -7,15 +7,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .. import estimators, objectives, samplers
 from ..problem import Problem
+from .chunks import ChunkRunner, model_settings, settings_of, table_note
 from .common import RESULTS, Stopwatch, image_grid, load_models, record, save_json, write_table
 from .sampling import class_cond, latents, sample_from_latent
 from .stats import bootstrap_interval, t_interval
@@ -191,53 +192,112 @@ def finetune(base, reward, method: str, cfg: RewardConfig, lr: float, seed: int,
     return dict(model=model, log=log, status=status)
 
 
-def gradient_norm_vs_depth(base, reward, cfg: RewardConfig) -> pd.DataFrame:
-    """Fig. 11a: ||dJ/dtheta|| over all UNet weights when backpropagating through the last K steps (truncated
-    BPTT; K = N is full BPTT) and SDO's single retained step at depth K, on depth_batches batches."""
+def depth_batch(base, reward, cfg: RewardConfig, b: int) -> dict:
+    """Fig. 11a, one batch: ||dJ/dtheta|| over all UNet weights when backpropagating through the last K steps
+    (truncated BPTT; K = N is full BPTT) and SDO's single retained step at depth K."""
+    z = latents(base, cfg.batch, 50_000 + b)
+    labels = prompt_labels(cfg.prompts, cfg.batch, 50_000 + b)
+    problem = problem_for(base, z, labels, reward, cfg.steps, params=None)
     rows = []
-    for b in tqdm(range(cfg.depth_batches), desc="grad norm vs depth"):
-        z = latents(base, cfg.batch, 50_000 + b)
-        labels = prompt_labels(cfg.prompts, cfg.batch, 50_000 + b)
-        problem = problem_for(base, z, labels, reward, cfg.steps, params=None)
-        for k in cfg.depths:
-            for label, est in (
-                ("backprop depth K", estimators.get("truncated", K=k)),
-                ("sdo (step i'=K)", estimators.get("sdo", step=k)),
-            ):
-                res = est(problem)
-                norm = res.norm() if res.ok else float("nan")
-                rows.append(dict(batch=b, depth=k, method=label, status=res.status, grad_norm=norm))
-    return pd.DataFrame(rows)
+    for k in cfg.depths:
+        for label, est in (
+            ("backprop depth K", estimators.get("truncated", K=k)),
+            ("sdo (step i'=K)", estimators.get("sdo", step=k)),
+        ):
+            res = est(problem)
+            norm = res.norm() if res.ok else float("nan")
+            rows.append(dict(batch=b, depth=k, method=label, status=res.status, grad_norm=norm))
+    return dict(rows=rows)
 
 
-def depth_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Median, quartiles and a bootstrap interval of the mean log10 gradient norm per (method, depth)."""
+DEPTH_FIELDS = ("batch", "steps", "range_weight", "prompts", "depths")
+
+
+def depth_key(b: int) -> str:
+    """The chunk of one batch of the gradient norm vs depth."""
+    return f"reward/gradnorm-depth/batch{b:03d}"
+
+
+def gradient_norm_vs_depth(
+    base, reward, cfg: RewardConfig, runner: ChunkRunner, models: dict
+) -> pd.DataFrame:
+    """Fig. 11a over cfg.depth_batches batches, one chunk per batch: the rows of the stored batches."""
+    runner.progress("reward grad norm vs depth", cfg.depth_batches)
+    settings = settings_of(cfg, DEPTH_FIELDS, reward="class") | models
+    rows = []
+    for b in range(cfg.depth_batches):
+        chunk = runner.get(
+            depth_key(b), settings | dict(batch_index=b), partial(depth_batch, base, reward, cfg, b)
+        )
+        rows += [] if chunk is None else chunk["rows"]
+    runner.close()
+    return pd.DataFrame(rows, columns=["batch", "depth", "method", "status", "grad_norm"])
+
+
+def depth_summary(df: pd.DataFrame, planned: int | None = None) -> pd.DataFrame:
+    """Median, quartiles and a bootstrap interval of the mean log10 gradient norm per (method, depth), over
+    the stored batches (of batches_planned)."""
     rows = []
     for (method, depth), g in df.groupby(["method", "depth"]):
         logs = np.log10(g.grad_norm.dropna().to_numpy())
         m, lo, hi = bootstrap_interval(logs)
         q1, med, q3 = np.quantile(g.grad_norm.dropna(), [0.25, 0.5, 0.75])
         rows.append(
-            dict(method=method, depth=depth, batches=len(g), median=med, q1=q1, q3=q3)
+            dict(method=method, depth=depth, batches=len(g), batches_planned=planned)
+            | dict(complete=len(g) == planned, median=med, q1=q1, q3=q3)
             | dict(mean_log10=m, log10_lo=lo, log10_hi=hi)
         )
     return pd.DataFrame(rows)
 
 
-def sweep(base, reward, methods, cfg: RewardConfig) -> tuple[pd.DataFrame, dict]:
-    """Per method, sweep_steps of fine-tuning on the held-out classes at lr = factor * base_lr (seed 0), scored
-    by the held-out eval reward; returns the sweep table and each method's best lr."""
+SWEEP_FIELDS = (
+    "batch",
+    "steps",
+    "range_weight",
+    "style_class",
+    "rank",
+    "clip",
+    "held_out",
+    "sweep_steps",
+    "eval_n",
+)
+RUN_FIELDS = (
+    "batch",
+    "steps",
+    "range_weight",
+    "style_class",
+    "rank",
+    "clip",
+    "prompts",
+    "opt_steps",
+    "eval_n",
+    "eval_every",
+    "fid_reference",
+)
+
+
+def sweep_point(base, reward, method: str, cfg: RewardConfig, lr: float) -> dict:
+    """sweep_steps of fine-tuning on the held-out classes at `lr` (seed 0), scored by the held-out eval reward."""
+    run = finetune(base, reward, method, cfg, lr, 0, cfg.held_out, steps=cfg.sweep_steps)
+    score = eval_reward(run["model"], reward, cfg, cfg.held_out) if run["status"] == "ok" else -np.inf
+    return dict(status=run["status"], held_out_eval_reward=score)
+
+
+def sweep(base, kind: str, reward, methods, cfg: RewardConfig, runner: ChunkRunner, models: dict):
+    """Per method, one chunk per learning rate factor x base_lr; returns the table of the stored points and
+    each method's best lr (None for a method with a sweep point missing)."""
     rows, best = [], {}
     for method in methods:
         for f in cfg.sweep_factors:
             lr = f * cfg.base_lr
-            run = finetune(base, reward, method, cfg, lr, 0, cfg.held_out, steps=cfg.sweep_steps)
-            score = eval_reward(run["model"], reward, cfg, cfg.held_out) if run["status"] == "ok" else -np.inf
-            rows.append(
-                dict(method=method, lr=lr, factor=f, status=run["status"], held_out_eval_reward=score)
-            )
+            settings = settings_of(cfg, SWEEP_FIELDS, reward=kind, method=method, factor=f, lr=lr) | models
+            key = f"reward/{kind}/sweep/{method}/lr-x{f:g}"
+            chunk = runner.get(key, settings, partial(sweep_point, base, reward, method, cfg, lr))
+            if chunk is not None:
+                rows.append(dict(reward=kind, method=method, lr=lr, factor=f) | chunk)
         scored = [r for r in rows if r["method"] == method]
-        best[method] = max(scored, key=lambda r: r["held_out_eval_reward"])["lr"]
+        complete = len(scored) == len(cfg.sweep_factors)
+        best[method] = max(scored, key=lambda r: r["held_out_eval_reward"])["lr"] if complete else None
     return pd.DataFrame(rows), best
 
 
@@ -267,82 +327,170 @@ def band(values) -> tuple[float, float, float]:
     return t_interval(values)
 
 
-def summarise(runs: list[dict]) -> pd.DataFrame:
-    """Per (reward, method): mean and 95 % t band over seeds of the final eval reward, s/step and diagnostics."""
+def finetune_chunk(tm, reward, method: str, cfg: RewardConfig, lr: float, seed: int, reference) -> dict:
+    """One chunk: a fine-tuning run with its log, final eval reward, collapse diagnostics and LoRA weights."""
+    run = finetune(tm.model, reward, method, cfg, lr, seed, cfg.prompts)
+    log = pd.DataFrame(run["log"])
+    after = eval_reward(run["model"], reward, cfg, cfg.prompts) if len(log) else float("nan")
+    return dict(
+        status=run["status"],
+        log=run["log"],
+        eval_after=after,
+        s_per_step=log.wall_s.iloc[-1] / len(log) if len(log) else float("nan"),
+        diagnostics=diagnostics(run["model"], reference["base"], reference["features"], tm.judge, log, cfg),
+        lora={n: p.detach().clone() for n, p in lora_parameters(run["model"]).items()},
+    )
+
+
+def restore_lora(base, cfg: RewardConfig, seed: int, state: dict):
+    """The fine-tuned model of a stored run: LoRA adapters added to the base and set to the stored weights."""
+    model = add_lora(base, cfg.rank, seed)
+    params = lora_parameters(model)
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+    return model
+
+
+def run_key(kind: str, method: str, seed: int) -> str:
+    """The chunk of one fine-tuning run."""
+    return f"reward/{kind}/finetune/{method}/seed{seed}"
+
+
+def finetune_all(
+    tm, kind: str, reward, methods, best: dict, cfg, runner: ChunkRunner, models, reference
+) -> dict:
+    """Every (method, seed) fine-tuning run of one reward, one chunk each: {(method, seed): stored result};
+    a method without its best lr (sweep incomplete) has its runs noted as missing."""
+    runs = {}
+    for method in methods:
+        keys = {seed: run_key(kind, method, seed) for seed in cfg.seeds}
+        if best[method] is None:
+            runner.skip(keys.values())
+            continue
+        lr = best[method]
+        for seed in cfg.seeds:
+            settings = settings_of(cfg, RUN_FIELDS, reward=kind, method=method, seed=seed, lr=lr) | models
+            compute = partial(finetune_chunk, tm, reward, method, cfg, lr, seed, reference)
+            chunk = runner.get(keys[seed], settings, compute)
+            if chunk is not None:
+                runs[(method, seed)] = chunk | dict(lr=lr)
+    return runs
+
+
+SUMMARY_COLUMNS = (
+    "eval_after",
+    "gain",
+    "s_per_step",
+    "zero_grad_frac",
+    "saturated_pixel_frac",
+    "saturated_change",
+    "fid_drift",
+)
+
+
+def summarise(runs: list[dict], cfg: RewardConfig | None = None, groups=None) -> pd.DataFrame:
+    """Per (reward, method): the stored seeds (of seeds_planned), mean and 95 % t band over them of the final
+    eval reward, s/step and diagnostics; `groups` lists (reward, method) pairs to report even without runs."""
     df = pd.DataFrame(runs)
+    planned = None if cfg is None else len(cfg.seeds)
+    groups = list(groups or dict.fromkeys(zip(df.reward, df.method)))
     rows = []
-    for (kind, method), g in df.groupby(["reward", "method"], sort=False):
+    for kind, method in groups:
+        g = df[(df.reward == kind) & (df.method == method)] if len(df) else df
         row = dict(
-            reward=kind, method=method, lr=g.lr.iloc[0], seeds=len(g), eval_before=g.eval_before.iloc[0]
+            reward=kind, method=method, seeds=len(g), seeds_planned=planned, complete=len(g) == planned
         )
-        for col in (
-            "eval_after",
-            "gain",
-            "s_per_step",
-            "zero_grad_frac",
-            "saturated_pixel_frac",
-            "saturated_change",
-            "fid_drift",
-        ):
-            m, lo, hi = band(g[col])
+        row |= dict(
+            lr=g.lr.iloc[0] if len(g) else np.nan, eval_before=g.eval_before.iloc[0] if len(g) else np.nan
+        )
+        for col in SUMMARY_COLUMNS:
+            m, lo, hi = band(g[col] if len(g) else [])
             row |= {col: m, f"{col}_lo": lo, f"{col}_hi": hi}
-        row["status"] = ",".join(sorted(set(g.status)))
+        row["status"] = ",".join(sorted(set(g.status))) if len(g) else "missing"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def run_reward(
-    cfg: RewardConfig | None = None, methods=None, rewards=REWARDS, out: Path = RESULTS, tm=None
-) -> pd.DataFrame:
-    """Sweep, fine-tune (every reward, method and seed), Fig. 11a/b/c and Fig. 13 analogues; writes reward-*."""
+def reward_reference(tm, cfg: RewardConfig) -> dict:
+    """The judge features of the FID reference images, and of the base model's eval samples with their
+    saturated fraction."""
+    from ..data import fmnist_tensors
     from .fid import features
 
+    x_base = eval_samples(tm.model, cfg, cfg.prompts)[0]
+    return dict(
+        features=features(tm.judge, fmnist_tensors("test")[0][: cfg.fid_reference]),
+        base=(features(tm.judge, x_base), saturated(x_base)),
+    )
+
+
+def run_reward(
+    cfg: RewardConfig | None = None,
+    methods=None,
+    rewards=REWARDS,
+    out: Path = RESULTS,
+    tm=None,
+    runner: ChunkRunner | None = None,
+) -> pd.DataFrame:
+    """Sweep, fine-tune (every reward, method and seed), Fig. 11a/b/c and Fig. 13 analogues from the chunks
+    under out/chunks/ (computing the missing ones until the runner's limit); writes reward-*."""
     cfg = cfg or RewardConfig()
     tm = tm or load_models()
+    runner = runner or ChunkRunner(out)
     methods = list(methods or METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
-    from ..data import fmnist_tensors
-
-    ref_feats = features(tm.judge, fmnist_tensors("test")[0][: cfg.fid_reference])
-    x_base = eval_samples(tm.model, cfg, cfg.prompts)[0]
-    base = (features(tm.judge, x_base), saturated(x_base))
-    runs, curves, sweeps, tuned = [], {}, [], {}
+    models, reference = model_settings(tm), reward_reference(tm, cfg)
+    runs, curves, sweeps, tuned, keys = [], {}, [], {}, []
     for kind in rewards:
         reward = reward_fn(kind, tm.attacked, cfg)
-        table, best = sweep(tm.model, reward, methods, cfg)
-        sweeps.append(table.assign(reward=kind))
+        runner.progress(f"reward {kind}", len(methods) * (len(cfg.sweep_factors) + len(cfg.seeds)))
+        table, best = sweep(tm.model, kind, reward, methods, cfg, runner, models)
+        sweeps.append(table)
         before = eval_reward(tm.model, reward, cfg, cfg.prompts)
-        for method in methods:
-            for seed in tqdm(cfg.seeds, desc=f"reward {kind} {method}"):
-                run = finetune(tm.model, reward, method, cfg, best[method], seed, cfg.prompts)
-                log = pd.DataFrame(run["log"])
-                curves[f"{kind}/{method}/{seed}"] = run["log"]
-                tuned[(kind, method, seed)] = run["model"]
-                after = eval_reward(run["model"], reward, cfg, cfg.prompts) if len(log) else float("nan")
-                runs.append(
-                    dict(reward=kind, method=method, seed=seed, lr=best[method], status=run["status"])
-                    | dict(eval_before=before, eval_after=after, gain=after - before)
-                    | dict(s_per_step=log.wall_s.iloc[-1] / len(log) if len(log) else float("nan"))
-                    | diagnostics(run["model"], base, ref_feats, tm.judge, log, cfg)
-                )
+        stored = finetune_all(tm, kind, reward, methods, best, cfg, runner, models, reference)
+        runner.close()
+        keys += [f"reward/{kind}/sweep/{m}/lr-x{f:g}" for m in methods for f in cfg.sweep_factors]
+        keys += [run_key(kind, m, s) for m in methods for s in cfg.seeds]
+        for (method, seed), run in stored.items():
+            curves[f"{kind}/{method}/{seed}"] = run["log"]
+            if (
+                run["status"] == "ok"
+                and kind in ("class", "style")
+                and method == "sdo"
+                and seed == cfg.seeds[0]
+            ):
+                tuned[(kind, method, seed)] = restore_lora(tm.model, cfg, seed, run["lora"])
+            runs.append(
+                dict(reward=kind, method=method, seed=seed, lr=run["lr"], status=run["status"])
+                | dict(eval_before=before, eval_after=run["eval_after"], gain=run["eval_after"] - before)
+                | dict(s_per_step=run["s_per_step"])
+                | run["diagnostics"]
+            )
+    depth = gradient_norm_vs_depth(tm.model, reward_fn("class", tm.attacked, cfg), cfg, runner, models)
+    keys += [depth_key(b) for b in range(cfg.depth_batches)]
+    cover = runner.coverage(keys)
+    note = table_note(cover, "reward", "reward-curves.json")
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(runs).to_csv(out / "reward-runs.csv", index=False)
-    table = summarise(runs)
-    write_table(table, "reward-finetune", out)
-    write_table(pd.concat(sweeps, ignore_index=True), "reward-sweep", out)
+    table = summarise(runs, cfg, [(k, m) for k in rewards for m in methods])
+    write_table(table, "reward-finetune", out, note=note)
+    write_table(pd.concat(sweeps, ignore_index=True), "reward-sweep", out, note=note)
     plot_curves(curves, rewards, methods, cfg.seeds, out / "reward-curves.png")
-    depth = gradient_norm_vs_depth(tm.model, reward_fn("class", tm.attacked, cfg), cfg)
     depth.to_csv(out / "reward-gradnorm-depth-batches.csv", index=False)
-    write_table(depth_summary(depth), "reward-gradnorm-depth", out)
-    plot_depth(depth_summary(depth), out / "reward-gradnorm-depth.png")
+    summary = depth_summary(depth, cfg.depth_batches)
+    write_table(summary, "reward-gradnorm-depth", out, note=note)
+    if not summary.empty:
+        plot_depth(summary, out / "reward-gradnorm-depth.png")
     if ("class", "sdo", cfg.seeds[0]) in tuned:
         lora_interpolation(tuned, tm, cfg, out)
     notes = record(
         cfg,
         seeds=list(cfg.seeds),
         model=tm.name,
+        coverage=cover,
         base_lr=cfg.base_lr,
         lr_rule="paper AdamW lr 4e-4 at batch 64 (16 x 4 accumulation), square-root scaled to our batch, then "
         "x each sweep factor; per method the factor with the best held-out eval reward after sweep_steps",
@@ -422,7 +570,8 @@ def plot_curves(curves: dict, rewards, methods, seeds, path: Path) -> None:
                     ax.fill_between(xs, lo_hi[:, 0], lo_hi[:, 1], color=line.get_color(), alpha=0.2)
         axes[r][0].set(xlabel="optimiser step", ylabel=f"{kind} reward (batch; mean, 95% band)")
         axes[r][1].set(xlabel="wall time (s, mean over seeds)", ylabel=f"{kind} reward")
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

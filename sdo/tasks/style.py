@@ -4,16 +4,17 @@ optimising the latent at an intermediate step (the paper's t = 600 analogue) or 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .. import estimators, objectives, samplers
 from ..models.trained import ClassifierFeatures
 from ..problem import Problem
+from .chunks import ChunkRunner, model_settings, settings_of, table_note, tensor_digest
 from .common import (
     DEFAULT_ESTIMATORS,
     RESULTS,
@@ -140,8 +141,11 @@ def per_sample_loss(objective, x: torch.Tensor) -> np.ndarray:
         return np.array([objective(x[k : k + 1]).item() for k in range(len(x))])
 
 
-def run_seed(tm, objective, cfg: StyleConfig, names: dict, seed: int) -> dict:
-    """Every (variable, method) on one seed's class-conditional samples: per-sample rows and images."""
+STYLE_FIELDS = ("n", "steps", "opt_steps", "lr", "t_intermediate", "reference_class")
+
+
+def seed_samples(tm, objective, cfg: StyleConfig, seed: int) -> dict:
+    """One seed's latents, classes, unguided samples and their style losses (recomputed, cheap)."""
     z = latents(tm.model, cfg.n, seed)
     labels = torch.arange(cfg.n) % 10
     cond = class_cond(tm.model, labels)
@@ -149,86 +153,167 @@ def run_seed(tm, objective, cfg: StyleConfig, names: dict, seed: int) -> dict:
     if cond is None:
         with torch.no_grad():
             labels = tm.judge(x_plain).argmax(1)
-    base_loss = per_sample_loss(objective, x_plain)
+    return dict(z=z, labels=labels, cond=cond, x=x_plain, loss=per_sample_loss(objective, x_plain))
+
+
+def style_chunk(tm, objective, cfg: StyleConfig, base: dict, wrt: str, k: int, name: str) -> dict:
+    """One chunk: one method guiding one seed's samples at x_N or x_k, with per-sample results."""
+    run = optimise(
+        tm.model, objective, base["z"], wrt, k if wrt == "intermediate" else None, name, cfg, base["cond"]
+    )
+    if run["status"] != "ok":
+        return dict(status=run["status"])
+    x = run["x"]
+    with torch.no_grad():
+        kept = tm.judge(x).argmax(1) == base["labels"]
+    return dict(
+        status="ok",
+        x=x,
+        losses=run["losses"],
+        wall_s=run["wall_s"],
+        style_ratio=torch.from_numpy(per_sample_loss(objective, x) / base["loss"]),
+        class_kept=kept,
+        pixel_l2=(x - base["x"]).flatten(1).norm(dim=1),
+        ssim=ssim(x.double(), base["x"].double()),
+    )
+
+
+def style_key(seed: int, wrt: str, name: str) -> str:
+    """The chunk of one method at one variable on one seed."""
+    return f"style/seed{seed}/{VARIABLES[wrt]}/{name}"
+
+
+def run_seed(
+    tm, objective, cfg: StyleConfig, names: dict, seed: int, runner: ChunkRunner, models: dict
+) -> dict:
+    """Every (variable, method) on one seed's class-conditional samples, chunk by chunk: per-sample rows of
+    the stored chunks, their images and the statuses of those that did not finish."""
+    base = seed_samples(tm, objective, cfg, seed)
     k = intermediate_index(samplers.get("ddim", steps=cfg.steps).build(tm.model), cfg.t_intermediate)
-    rows, images, skipped = [], {"unguided": x_plain}, {}
+    inputs = tensor_digest(base["z"], base["labels"])
+    rows, images, skipped = [], {"unguided": base["x"]}, {}
     for wrt, methods in names.items():
-        for name in tqdm(methods, desc=f"style {wrt} seed {seed}"):
-            run = optimise(tm.model, objective, z, wrt, k if wrt == "intermediate" else None, name, cfg, cond)
-            if run["status"] != "ok":
-                skipped[f"{name}@{wrt}"] = run["status"]
+        for name in methods:
+            settings = settings_of(cfg, STYLE_FIELDS, seed=seed, wrt=wrt, estimator=name, inputs=inputs)
+            chunk = runner.get(
+                style_key(seed, wrt, name),
+                settings | models,
+                partial(style_chunk, tm, objective, cfg, base, wrt, k, name),
+            )
+            if chunk is None:
                 continue
-            x = run["x"]
-            with torch.no_grad():
-                kept = (tm.judge(x).argmax(1) == labels).numpy()
-            loss = per_sample_loss(objective, x)
-            l2 = (x - x_plain).flatten(1).norm(dim=1).numpy()
-            s = ssim(x.double(), x_plain.double()).numpy()
+            if chunk["status"] != "ok":
+                skipped[f"{name}@{wrt}"] = chunk["status"]
+                continue
+            per = chunk["wall_s"] / cfg.n
             for j in range(cfg.n):
                 rows.append(
-                    dict(seed=seed, sample=j, label=int(labels[j]), variable=VARIABLES[wrt], method=name)
-                    | dict(style_ratio=loss[j] / base_loss[j], class_kept=bool(kept[j]), pixel_l2=l2[j])
-                    | dict(ssim=s[j], s_per_sample=run["wall_s"] / cfg.n)
+                    dict(
+                        seed=seed,
+                        sample=j,
+                        label=int(base["labels"][j]),
+                        variable=VARIABLES[wrt],
+                        method=name,
+                    )
+                    | {m: chunk[m][j].item() for m in ("style_ratio", "class_kept", "pixel_l2", "ssim")}
+                    | dict(s_per_sample=per)
                 )
-            images[f"{name} @ {VARIABLES[wrt]}"] = x
+            images[f"{name} @ {VARIABLES[wrt]}"] = chunk["x"]
     return dict(rows=rows, images=images, skipped=skipped, k=k)
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (variable, method): class preserved with its Clopper-Pearson interval, style-loss ratio
-    (guided / unguided, per sample) with a bootstrap interval, per-seed values, distances."""
+def summarise(df: pd.DataFrame, planned: int | None = None, groups=None) -> pd.DataFrame:
+    """Per (variable, method) of `groups` (default: those with stored samples): n of n_planned samples, class
+    preserved with its Clopper-Pearson interval, style-loss ratio (guided / unguided, per sample) with a
+    bootstrap interval, per-seed values, distances."""
+    groups = list(groups if groups is not None else dict.fromkeys(zip(df.variable, df.method)))
     rows = []
-    for (variable, method), g in df.groupby(["variable", "method"], sort=False):
-        k, n = int(g.class_kept.sum()), len(g)
-        lo, hi = clopper_pearson(k, n)
-        r, rlo, rhi = bootstrap_interval(g.style_ratio.to_numpy())
+    for variable, method in groups:
+        g = df[(df.variable == variable) & (df.method == method)] if len(df) else df
+        k, n = (int(g.class_kept.sum()), len(g)) if len(g) else (0, 0)
+        lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
+        r, rlo, rhi = bootstrap_interval(g.style_ratio.to_numpy() if n else [])
+        by_seed = g.groupby("seed").style_ratio.mean() if n else []
         rows.append(
-            dict(variable=variable, method=method, n=n, class_kept_pct=100 * k / n)
+            dict(variable=variable, method=method, n=n, n_planned=planned, complete=n == planned)
+            | dict(class_kept_pct=100 * k / n if n else np.nan)
             | dict(kept_ci_lo_pct=100 * lo, kept_ci_hi_pct=100 * hi)
             | dict(style_ratio=r, style_ratio_lo=rlo, style_ratio_hi=rhi)
-            | dict(per_seed_style_ratio=" / ".join(f"{v:.3f}" for v in g.groupby("seed").style_ratio.mean()))
+            | dict(per_seed_style_ratio=" / ".join(f"{v:.3f}" for v in by_seed))
             | dict(
-                pixel_l2=g.pixel_l2.mean(), ssim_to_unguided=g.ssim.mean(), s_per_sample=g.s_per_sample.mean()
+                pixel_l2=g.pixel_l2.mean() if n else np.nan,
+                ssim_to_unguided=g.ssim.mean() if n else np.nan,
+                s_per_sample=g.s_per_sample.mean() if n else np.nan,
             )
         )
     return pd.DataFrame(rows)
 
 
-def paired_variables(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method: x_t vs x_N on the same samples; class kept (McNemar) and style ratio difference."""
+def paired_variables(df: pd.DataFrame, planned: int | None = None, methods=None) -> pd.DataFrame:
+    """Per method of `methods` (default: those with stored samples): x_t vs x_N on the samples stored for both
+    (n_pairs of n_pairs_planned); class kept (McNemar) and style ratio difference."""
+    methods = list(methods if methods is not None else dict.fromkeys(df.method))
     rows = []
-    for method, g in df.groupby("method", sort=False):
-        a = g[g.variable == VARIABLES["intermediate"]].set_index(["seed", "sample"]).sort_index()
-        b = g[g.variable == VARIABLES["latent"]].set_index(["seed", "sample"]).sort_index()
-        if a.empty or b.empty:
-            continue
-        lo, hi = paired_share_interval(a.class_kept.to_numpy(bool), b.class_kept.to_numpy(bool))
-        d, dlo, dhi = bootstrap_interval(a.style_ratio.to_numpy() - b.style_ratio.to_numpy())
-        only_t, only_n = discordant(a.class_kept.to_numpy(bool), b.class_kept.to_numpy(bool))
+    for method in methods:
+        g = df[df.method == method] if len(df) else df
+        at_t, at_n = (g[g.variable == VARIABLES[w]] if len(g) else g for w in ("intermediate", "latent"))
+        both = (
+            at_t.merge(at_n, on=["seed", "sample"], suffixes=("_t", "_n"))
+            if len(at_t) and len(at_n)
+            else None
+        )
+        a = both.class_kept_t.to_numpy(bool) if both is not None else np.zeros(0, bool)
+        b = both.class_kept_n.to_numpy(bool) if both is not None else np.zeros(0, bool)
+        lo, hi = paired_share_interval(a, b)
+        diff = (both.style_ratio_t - both.style_ratio_n).to_numpy() if both is not None else []
+        d, dlo, dhi = bootstrap_interval(diff)
+        only_t, only_n = discordant(a, b)
         rows.append(
-            dict(method=method, n_pairs=len(a), kept_only_at_x_t=only_t, kept_only_at_x_N=only_n)
-            | dict(mcnemar_p=mcnemar_exact(a.class_kept, b.class_kept), share_lo=lo, share_hi=hi)
+            dict(method=method, n_pairs=len(a), n_pairs_planned=planned, complete=len(a) == planned)
+            | dict(kept_only_at_x_t=only_t, kept_only_at_x_N=only_n)
+            | dict(mcnemar_p=mcnemar_exact(a, b), share_lo=lo, share_hi=hi)
             | dict(style_ratio_t_minus_N=d, diff_lo=dlo, diff_hi=dhi)
         )
     return pd.DataFrame(rows)
 
 
 def run_style(
-    cfg: StyleConfig | None = None, estimator_names=None, out: Path = RESULTS, tm=None
+    cfg: StyleConfig | None = None,
+    estimator_names=None,
+    out: Path = RESULTS,
+    tm=None,
+    runner: ChunkRunner | None = None,
 ) -> pd.DataFrame:
-    """Style guidance at x_N and x_t (t ~ 600) per method and seed; writes style.{csv,md,png,json},
+    """Style guidance at x_N and x_t (t ~ 600) per method and seed from the chunks under out/chunks/
+    (computing the missing ones until the runner's limit); writes style.{csv,md,png,json},
     style-samples.csv and style-paired.{csv,md}."""
     cfg = cfg or StyleConfig()
     tm = tm or load_models()
+    runner = runner or ChunkRunner(out)
     ref = reference_image(cfg.reference_class)
     objective = objectives.get("style", reference=ref, features=ClassifierFeatures(tm.attacked))
     names = {w: usable_estimators(estimator_names or DEFAULT_ESTIMATORS, w) for w in VARIABLES}
-    seeds_out = [run_seed(tm, objective, cfg, names, seed) for seed in cfg.seeds]
+    keys = [style_key(s, w, m) for s in cfg.seeds for w, methods in names.items() for m in methods]
+    models = model_settings(tm)
+    runner.progress("style", len(keys))
+    seeds_out = [run_seed(tm, objective, cfg, names, seed, runner, models) for seed in cfg.seeds]
+    runner.close()
     df = pd.DataFrame([r for s in seeds_out for r in s["rows"]])
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "style-samples.csv", index=False)
-    write_table(summarise(df), "style", out)
-    write_table(paired_variables(df), "style-paired", out)
+    planned = cfg.n * len(cfg.seeds)
+    cover = runner.coverage(keys)
+    note = table_note(cover, "style", "style.json")
+    skipped = {k: v for o in seeds_out for k, v in o["skipped"].items() if v.startswith("unsupported")}
+    groups = [(VARIABLES[w], m) for w, ms in names.items() for m in ms if f"{m}@{w}" not in skipped]
+    both = [
+        m
+        for m in names["latent"]
+        if (VARIABLES["intermediate"], m) in groups and (VARIABLES["latent"], m) in groups
+    ]
+    table = summarise(df, planned, groups)
+    write_table(table, "style", out, note=note)
+    write_table(paired_variables(df, planned, both), "style-paired", out, note=note)
     images = seeds_out[0]["images"]
     image_grid(
         [ref] + [v[:10] for v in images.values()],
@@ -240,10 +325,11 @@ def run_style(
         cfg,
         seeds=list(cfg.seeds),
         model=tm.name,
+        coverage=cover,
         intermediate_step=seeds_out[0]["k"],
         skipped={s: o["skipped"] for s, o in zip(cfg.seeds, seeds_out)},
         class_kept="the judge (fmnist-classifier-eval) predicts the requested class on the guided sample; the "
         "style loss uses the attacked classifier's (fmnist-classifier) conv features",
     )
     save_json(notes, out / "style.json")
-    return summarise(df)
+    return table
