@@ -85,12 +85,10 @@ def now() -> str:
 def provenance(argv: list[str] | None = None, device: str | torch.device | None = None) -> dict:
     """Source (commit, dirty, version), torch/diffusers/python versions, platform, host, threads, date and
     the command (`argv`, default sys.argv); with `device`, its readable name too."""
-    import diffusers
-
     rec = {
         **source(),
         "torch_version": torch.__version__,
-        "diffusers_version": diffusers.__version__,
+        "diffusers_version": importlib.metadata.version("diffusers"),  # read without importing diffusers
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "host": platform.node(),
