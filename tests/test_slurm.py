@@ -16,7 +16,7 @@ import pytest
 
 import sdo
 from bench import cli, records, report
-from bench.cluster import watcher
+from bench.cluster import slurm, watcher
 from bench.cluster.options import SlurmOptions
 from bench.cluster.watcher import QueueWatcher, parse
 
@@ -99,13 +99,15 @@ def _cancel_when_held(hold: Path, cancelled: list) -> None:
         subprocess.run(["scancel", cancelled[0]], check=True, timeout=30)
 
 
-@pytest.mark.slow  # two waves of Slurm jobs, each a fresh Python importing torch (62-68 s at load 9-13 on 2 cores)
+@pytest.mark.slow  # two waves of Slurm jobs, each a fresh Python importing torch (20-26 s on one shared core)
 def test_tiny_grid_runs_as_one_slurm_array_a_cancelled_task_fails_and_a_rerun_completes_it(
     local_slurm, held, tmp_path, monkeypatch, capsys, caplog
 ):
     monkeypatch.setenv("SLURM_CONF", local_slurm)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs' threads: the machine's cores are shared
     monkeypatch.setattr(report, "write", lambda out: None)  # tables and figures are tested elsewhere
+    monkeypatch.setattr(slurm, "POLL_S", 0.5)  # a cancelled task is seen within a second, not 2-30 s later
+    monkeypatch.setattr(slurm, "QUEUE_DELAY_S", 1)
     caplog.set_level(logging.INFO)
     out = tmp_path / "out"
     argv = ["run", "--grid", "tiny", "--steps", "2", "--wrt", "latent,params", "--estimators", "sdo,t-held"]

@@ -23,7 +23,8 @@ from ..grid import Case
 from .options import SlurmOptions
 from .watcher import QueueWatcher, run
 
-POLL_S = 2.0  # how often result files are looked for; squeue is asked at most every 60 s once settled
+POLL_S = 2.0  # how often result files are looked for
+QUEUE_DELAY_S = 60  # squeue is asked at 2, 4, 8, ... s after the last submission, then at most this often
 STATUS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "oom"}  # any other state: error
 ENV = {  # record field <- the variable Slurm sets in a job
     "slurm_job_id": "SLURM_JOB_ID",
@@ -90,7 +91,7 @@ class SlurmArray:
         self.imports, self.options = list(imports), options or SlurmOptions()
         self.executor = submitit.SlurmExecutor(folder=str(folder))
         self.executor.update_parameters(**self.options.parameters())
-        self.watcher = QueueWatcher()
+        self.watcher = QueueWatcher(QUEUE_DELAY_S)
         self.running: dict[str, tuple[list[Case], object]] = {}  # job id -> (group, submitit job)
 
     def map(self, groups: Iterable[list[Case]]) -> Iterator[tuple[list[Case], list[dict]]]:
