@@ -65,11 +65,15 @@ models: $(STAMP)
 	$(PY) -m sdo.train ddpm --model digits-ddpm
 	$(PY) -m sdo.train card digits-ddpm --samples 1000 --ddim-steps 50
 
-# The paper's experiments with intervals (results/tasks/README.md: claim | ours | verdict).
+# The paper's experiments with intervals (results/tasks/README.md: claim | ours | verdict). Resumable: every
+# finished chunk is kept in results/tasks/chunks/ and the same command computes only what is missing;
+# TASKS_MINUTES=150 starts no new chunk after 150 minutes (the tables then say how much they rest on).
 TASKS_MODEL ?= fmnist-ddpm-v2
+TASKS_MINUTES ?=
 TASKS_ARGS ?=
 tasks: $(STAMP)
-	$(PY) -m sdo.tasks all --model $(TASKS_MODEL) --out results/tasks $(TASKS_ARGS)
+	$(PY) -m sdo.tasks all --model $(TASKS_MODEL) --out results/tasks \
+		$(if $(TASKS_MINUTES),--max-minutes $(TASKS_MINUTES)) $(TASKS_ARGS)
 
 # Every task end to end in tiny settings (a smoke run; its numbers mean nothing and are not committed).
 TASKS_QUICK_MODEL ?= fmnist-ddpm
