@@ -105,7 +105,7 @@ for name in TRAINED[:1] if QUICK else TRAINED:
             problem = sdo.Problem(
                 model, sdo.samplers.get("ddim", steps=steps), obj, seed=seed, dtype=torch.float64
             )
-            rows.append({"model": name, "seed": seed, **trained_case(problem, iters=10 if QUICK else 30)})
+            rows.append({"model": name, "seed": seed, **trained_case(problem, iters=3 if QUICK else 30)})
 trained = pd.DataFrame(rows)
 trained.to_csv(f"{OUT}/theorem41_trained.csv", index=False)
 print(

@@ -86,6 +86,7 @@ if "params" in WRTS:
 
 # %%
 PROGRESS_STEPS = STEPS[-1:] if QUICK else (10, 50)
+PROGRESS_SEEDS = SEEDS[:1] if QUICK else SEEDS
 rows = []
 for name in TRAINED:
     snaps = snapshots(work_dir(name) / "snapshots")
@@ -94,7 +95,7 @@ for name in TRAINED:
             continue
         factory = {f"{name}@{step}": lambda p=path, n=name: sdo.models.get(n, weights=str(p))}
         part = accuracy_rows(
-            factory, ESTIMATORS, PROGRESS_STEPS, ("latent",), SEEDS, progress=f"{name}@{step}"
+            factory, ESTIMATORS, PROGRESS_STEPS, ("latent",), PROGRESS_SEEDS, progress=f"{name}@{step}"
         )
         rows.append(part.assign(model=name, training_step=step))
 progress = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
