@@ -60,6 +60,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_tables(digits_task, tmp_pa
     assert set(second.computed) == set(first.missing) and not second.missing
     for name, table in tables(whole).items():
         pd.testing.assert_frame_equal(tables(parts)[name], table, obj=name)
+    saved = tables(whole)["adversarial-gd"].calls_saved_pct
+    assert ((saved > 0) & (saved < 100)).any()  # settled samples left their batches
 
 
 def test_a_time_limit_of_zero_computes_nothing_and_labels_everything_partial(digits_task, tmp_path):

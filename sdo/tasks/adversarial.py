@@ -352,10 +352,13 @@ def rows_of(seed: int, cand: dict, chunks: dict) -> list[dict]:
     return rows
 
 
-def summarise(df: pd.DataFrame, cfg: AdversarialConfig, fid: dict, methods=None) -> pd.DataFrame:
+def summarise(
+    df: pd.DataFrame, cfg: AdversarialConfig, fid: dict, methods=None, saved: dict | None = None
+) -> pd.DataFrame:
     """One row per method: the samples stored (n) of those planned (n_planned), success with its
     Clopper-Pearson interval (pooled over the stored samples), per-seed rates and sample counts, bootstrap
-    intervals of the distance means and the FID change (on fid_n samples)."""
+    intervals of the distance means, the FID change (on fid_n samples) and the share of network calls saved
+    by dropping settled samples (`saved`: compaction())."""
     planned = cfg.n * len(cfg.seeds)
     rows = []
     for method in methods if methods is not None else list(dict.fromkeys(df.method)):
@@ -377,6 +380,7 @@ def summarise(df: pd.DataFrame, cfg: AdversarialConfig, fid: dict, methods=None)
         row |= dict(
             max_abs_delta=g.max_abs_delta.max() if n else np.nan,
             s_per_sample=g.s_per_sample.mean() if n else np.nan,
+            calls_saved_pct=(saved or {}).get(method, {}).get("saved_pct", np.nan),
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -578,7 +582,8 @@ def run_adversarial(
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / f"{tag}-samples.csv", index=False)
     fid = fid_of(tm, seeds_out, cfg)
-    table = summarise(df, cfg, fid, methods)
+    saved = compaction(seeds_out)
+    table = summarise(df, cfg, fid, methods, saved)
     keys = [attack_key(cfg, s, m, a, b) for s in cfg.seeds for m in names for a, b in sample_ranges(cfg)]
     cover = runner.coverage(keys)
     note = table_note(cover, "adversarial", f"{tag}.json")
@@ -594,7 +599,7 @@ def run_adversarial(
         exclusion_counts={s: o["cand"]["counts"] for s, o in seeds_out.items() if o["cand"] is not None},
         skipped=skipped,
         losses=loss_curves(seeds_out, cfg),
-        compaction=compaction(seeds_out),
+        compaction=saved,
         compaction_rule="a sample whose gradient is exactly zero (margin clamped at -kappa) never moves again; "
         "it leaves the optimisation batch with its delta final and its margin counted as a constant in the "
         "loss; sample_calls = sum over steps of network calls x samples in the batch",
