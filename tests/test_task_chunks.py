@@ -72,7 +72,8 @@ def test_a_time_limit_of_zero_computes_nothing_and_labels_everything_partial(dig
     assert (table.n == 0).all() and not table.complete.any()
     cover = json.loads((tmp_path / "adversarial-gd.json").read_text())["coverage"]
     assert cover["stored_chunks"] == 0 and len(cover["missing_chunks"]) == 8
-    assert "**Partial**: 0 of 8" in (tmp_path / "adversarial-gd.md").read_text()
+    note = (tmp_path / "adversarial-gd.md").read_text()
+    assert "**Partial**: 0 of 8" in note and "Missing: adversarial/gd/seed0/sdo (2), " in note
 
 
 def test_partial_results_are_labelled_in_tables_json_and_readme(digits_task, tmp_path):

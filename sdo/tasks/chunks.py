@@ -215,13 +215,28 @@ def coverage_note(stored: int, planned: int, unit: str) -> str:
     return f"partial: {stored} of {planned} planned {unit} ({pct:.0f} %)"
 
 
+MISSING_GROUPS_SHOWN = 12
+
+
+def missing_groups(keys: list[str]) -> str:
+    """Missing chunk keys grouped by all but their last part: 'adversarial/gd/seed1/sdo (4)', ..."""
+    counts = {}
+    for key in keys:
+        group = key.rsplit("/", 1)[0]
+        counts[group] = counts.get(group, 0) + 1
+    shown = [f"{g} ({n})" for g, n in list(counts.items())[:MISSING_GROUPS_SHOWN]]
+    more = len(counts) - MISSING_GROUPS_SHOWN
+    return ", ".join(shown) + (f" and {more} more groups" if more > 0 else "")
+
+
 def table_note(cover: dict, task: str, json_name: str) -> str:
-    """The line under a table saying whether it rests on all planned chunks."""
+    """The line under a table saying whether it rests on all planned chunks, and which are missing."""
     stored, planned = cover["stored_chunks"], cover["planned_chunks"]
     if cover["complete"]:
         return f"Complete: all {planned} planned {task} chunks are stored."
     return (
         f"**Partial**: {stored} of {planned} planned {task} chunks are stored ({100 * stored / planned:.0f} %); "
-        f"rows with complete = False rest on fewer samples than planned (wider intervals). The missing chunks "
-        f"are listed in {json_name}; the same command computes them."
+        f"rows with complete = False rest on less than the planned work (wider intervals). Missing: "
+        f"{missing_groups(cover['missing_chunks'])}; every missing chunk is listed in {json_name}, and the "
+        "same command computes them."
     )
