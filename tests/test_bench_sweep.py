@@ -53,7 +53,9 @@ PLUGIN = textwrap.dedent(
 
     @dataclasses.dataclass
     class KillsWorker(Estimator):
-        def estimate(self, problem):
+        def estimate(self, problem):  # one dead worker is enough (each costs a fresh one): wrt latent only
+            if problem.wrt != "latent":
+                raise RuntimeError("boom (test)")
             os._exit(3)
 
 
@@ -109,6 +111,8 @@ def test_make_benchmark_on_a_tiny_grid_writes_every_file_and_records_failures(tm
     assert set(df.wrt) == {"latent", "params"} and set(df.steps) == {2}
     for name, status in EXPECTED.items():
         assert set(df[df.estimator == name].status) == {status}, name
+    died = df[(df.estimator == "t-crash") & (df.wrt == "latent")]
+    assert list(died.message) == ["worker exited with code 3"]  # its worker died; the group still finished
     ok = df[df.status == "ok"]
     assert ok.time_median_s.notna().all() and ok.flops.gt(0).any() and ok.peak_mem_bytes.notna().all()
     assert ok.norm_ratio_to_exact.notna().any() and ok.live_peak_bytes.notna().all()
