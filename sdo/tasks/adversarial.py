@@ -62,7 +62,9 @@ class AdversarialConfig:
     # 11 of seed 0's first 80 passed with reversible among the methods (its coupled sampler's clean sample
     # failed 69 of them), so n = 200 needs about 1,500 candidates.
     pool_factor: float = 15.0
-    batch: int = 50  # samples per optimisation problem
+    # samples per optimisation problem and chunk (results do not depend on it: every gradient is per sample);
+    # 25 keeps the longest chunk (adjoint, or reversible before its samples settle) near 20-30 CPU-minutes
+    batch: int = 25
     fid_reference: int = 2000  # test images for the FID change (0: skip)
 
     def __post_init__(self):
