@@ -248,11 +248,14 @@ def attack_batch(
 
 
 def per_sample(tm, labels, x_adv: torch.Tensor, clean: torch.Tensor, delta: torch.Tensor) -> dict:
-    """Per-sample success (attacked classifier flipped), pixel L2, SSIM, perceptual distance, max |delta|."""
+    """Per-sample success (attacked classifier flipped), the clean sample's margin (how far the attack starts
+    from the decision boundary), pixel L2, SSIM, perceptual distance, max |delta|."""
     with torch.no_grad():
         flipped = tm.attacked(x_adv).argmax(1) != labels
+        start = margins(tm.attacked, clean, labels, float("inf"))
     return dict(
         success=flipped,
+        clean_margin=start,
         pixel_l2=(x_adv - clean).flatten(1).norm(dim=1),
         ssim=ssim(x_adv.double(), clean.double()),
         perceptual=perceptual_distance(tm.judge, x_adv, clean),
@@ -374,7 +377,7 @@ def summarise(
         by_seed = list(g.groupby("seed")) if n else []
         row["per_seed_pct"] = " / ".join(f"{100 * s.success.mean():.1f}" for _, s in by_seed)
         row["per_seed_n"] = " / ".join(str(len(s)) for _, s in by_seed)
-        for metric in ("pixel_l2", "ssim", "perceptual"):
+        for metric in ("clean_margin", "pixel_l2", "ssim", "perceptual"):
             m, mlo, mhi = bootstrap_interval(g[metric].to_numpy() if n else [])
             row |= {metric: m, f"{metric}_lo": mlo, f"{metric}_hi": mhi}
         change = fid.get(method, (np.nan,) * 3 + (0,))
@@ -605,6 +608,9 @@ def run_adversarial(
         compaction_rule="a sample whose gradient is exactly zero (margin clamped at -kappa) never moves again; "
         "it leaves the optimisation batch with its delta final and its margin counted as a constant in the "
         "loss; sample_calls = sum over steps of network calls x samples in the batch",
+        clean_margin="the attacked classifier's logit margin z_y - max_{j != y} z_j on the clean sample the method "
+        "starts from: methods that optimise their own coupled sampler (reversible) start from that sampler's clean "
+        "samples, which can lie nearer the decision boundary; compare clean_margin before success rates",
         perceptual=PERCEPTUAL_NOTE,
         fid=f"Frechet distance in the judge's penultimate features vs {cfg.fid_reference} test images; the change "
         "FID(adversarial) - FID(clean) on the same samples with a paired bootstrap interval (200 draws); a "
