@@ -42,8 +42,11 @@ def available() -> list[str]:
     return sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
 
 
-def execute(source: Path, out_dir: Path, quick: bool = False, command: str = "") -> Path:
-    """Run one percent-format notebook in the repository root; save it executed as out_dir/<name>.ipynb."""
+def execute(
+    source: Path, out_dir: Path, quick: bool = False, command: str = "", cell_timeout: int = 3600
+) -> Path:
+    """Run one percent-format notebook in the repository root (a cell running longer than `cell_timeout`
+    seconds fails); save it executed as out_dir/<name>.ipynb."""
     import jupytext
     import nbformat
     from nbclient import NotebookClient
@@ -55,7 +58,7 @@ def execute(source: Path, out_dir: Path, quick: bool = False, command: str = "")
     os.environ.update(env)
     try:
         NotebookClient(
-            nb, kernel_name="python3", timeout=1800, resources={"metadata": {"path": str(ROOT)}}
+            nb, kernel_name="python3", timeout=cell_timeout, resources={"metadata": {"path": str(ROOT)}}
         ).execute()
     finally:
         for k, v in saved.items():
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.run_notebooks", description=__doc__)
     parser.add_argument("--out", default="results/analysis")
     parser.add_argument("--quick", action="store_true", help="tiny settings (seconds per notebook)")
+    parser.add_argument(
+        "--cell-timeout", type=int, default=3600, help="seconds a cell may run before it fails (default 3600)"
+    )
     parser.add_argument("names", nargs="*", help="notebook names (default: all)")
     args = parser.parse_args(argv)
     names = args.names or available()
@@ -80,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m analysis.run_notebooks " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in names:
         print(f"executing {name} ...", flush=True)
-        print(f"wrote {execute(NOTEBOOKS / f'{name}.py', out, args.quick, command)}", flush=True)
+        print(
+            f"wrote {execute(NOTEBOOKS / f'{name}.py', out, args.quick, command, args.cell_timeout)}",
+            flush=True,
+        )
     return 0
 
 
