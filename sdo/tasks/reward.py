@@ -250,30 +250,10 @@ def depth_summary(df: pd.DataFrame, planned: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SWEEP_FIELDS = (
-    "batch",
-    "steps",
-    "range_weight",
-    "style_class",
-    "rank",
-    "clip",
-    "held_out",
-    "sweep_steps",
-    "eval_n",
-)
-RUN_FIELDS = (
-    "batch",
-    "steps",
-    "range_weight",
-    "style_class",
-    "rank",
-    "clip",
-    "prompts",
-    "opt_steps",
-    "eval_n",
-    "eval_every",
-    "fid_reference",
-)
+# Settings every reward chunk depends on; sweep points and runs add their own.
+MODEL_FIELDS = ("batch", "steps", "range_weight", "style_class", "rank", "clip")
+SWEEP_FIELDS = (*MODEL_FIELDS, "held_out", "sweep_steps", "eval_n")
+RUN_FIELDS = (*MODEL_FIELDS, "prompts", "opt_steps", "eval_n", "eval_every", "fid_reference")
 
 
 def sweep_point(base, reward, method: str, cfg: RewardConfig, lr: float) -> dict:
