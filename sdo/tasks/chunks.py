@@ -168,12 +168,17 @@ class ChunkRunner:
         return line
 
 
+def _hash_values(h, t: torch.Tensor) -> None:
+    """Feed a tensor's raw bytes to the hash `h`."""
+    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
 def fingerprint(module: torch.nn.Module) -> str:
     """A short SHA-256 of a module's state (parameters and buffers): other weights give another value."""
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        _hash_values(h, t)
     return h.hexdigest()[:16]
 
 
@@ -184,9 +189,8 @@ def tensor_digest(*tensors: torch.Tensor | None) -> str:
         if t is None:
             h.update(b"none")
             continue
-        t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        _hash_values(h, t)
     return h.hexdigest()[:16]
 
 
