@@ -326,8 +326,9 @@ def run_seed(
         return dict(chunks={}, cand=None)
     cand = with_latents(tm, cand, seed, cfg)
     chunks = {}
-    for name in names:
-        for a, b in sample_ranges(cfg):
+    # sample range outermost: a run stopped part-way leaves every method on the same samples (paired)
+    for a, b in sample_ranges(cfg):
+        for name in names:
             inputs = tensor_digest(cand["z"][a:b], cand["labels"][a:b])
             settings = settings_of(
                 cfg, ATTACK_FIELDS, estimator=name, coupled_exclusion=coupled, inputs=inputs
