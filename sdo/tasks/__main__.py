@@ -18,6 +18,7 @@ from . import TASKS
 from .adversarial import UPDATES, AdversarialConfig, run_adversarial
 from .chunks import CHUNK_DIR, ChunkRunner
 from .common import DEFAULT_MODEL, RESULTS, load_models, markdown
+from .devices import task_device
 from .reward import METHODS, RewardConfig, run_reward
 from .style import StyleConfig, run_style
 
@@ -70,8 +71,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--estimators", nargs="*", default=None, help="adversarial/style: estimator names")
     p.add_argument("--methods", nargs="*", default=None, help=f"reward: any of {list(METHODS)}")
     p.add_argument("--update", nargs="*", default=list(UPDATES), help="adversarial: gd (paper) and/or sign")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu", help="only cpu is supported by the tasks for now")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or cuda:k; the samples are the same on every device (latents and noise are drawn on "
+        "the CPU) and the chunks are stored on the CPU, so a run can be continued on another device",
+    )
     return p
 
 
@@ -101,15 +107,16 @@ def run(
     seeds=None,
     overrides=(),
     runner: ChunkRunner | None = None,
+    device: str | torch.device = "cpu",
 ):
     """Run one task (or all) from its chunks (computing the missing ones until the runner's limit) and
-    regenerate out/README.md; returns {name: DataFrame}."""
+    regenerate out/README.md; returns {name: DataFrame}. Models are loaded on `device` unless `tm` is given."""
     from .report import write_readme
 
     if task not in (*TASKS, "all"):
         raise ValueError(f"unknown task {task!r}; valid: {', '.join((*TASKS, 'all'))}")
-    tm = tm or load_models()
-    runner = runner or ChunkRunner(out)
+    tm = tm or load_models(device=task_device(device))
+    runner = runner or ChunkRunner(out, device=tm.device)
     tables = {}
     if task in ("adversarial", "all"):
         for update in updates:
@@ -127,11 +134,10 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if args.device != "cpu":
-        raise ValueError(f"--device {args.device!r}: the tasks run on cpu only for now; valid: cpu")
+    device = task_device(args.device)
     torch.set_num_threads(args.threads)
-    tm = load_models(args.model, args.weights, args.guidance)
-    runner = ChunkRunner(args.out, args.max_minutes, args.max_chunks, args.device)
+    tm = load_models(args.model, args.weights, args.guidance, device)
+    runner = ChunkRunner(args.out, args.max_minutes, args.max_chunks, device)
     tables = run(
         args.task,
         args.quick,

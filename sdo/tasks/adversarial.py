@@ -31,6 +31,7 @@ from .common import (
     usable_estimators,
     write_table,
 )
+from .devices import moved
 from .sampling import class_cond, coupled_sample_from_latent, latents, sample_from_latent
 from .stats import bootstrap_interval, clopper_pearson, discordant, mcnemar_exact, paired_share_interval
 
@@ -152,7 +153,8 @@ def candidates(tm, cfg: AdversarialConfig, seed: int, coupled: bool) -> dict:
     pool indices, classes, clean samples and the exclusion counts of the candidates examined. Candidates are
     examined in blocks and the examination stops once n pass (the kept set is the same as examining all)."""
     pool = pool_size(cfg)
-    z, all_labels = latents(tm.model, pool, seed), torch.arange(pool) % 10
+    z = latents(tm.model, pool, seed)
+    all_labels = (torch.arange(pool) % 10).to(z.device)
     block = min(SAMPLE_BATCH, max(16, cfg.n))
     parts, kept = [], 0
     for start in range(0, pool, block):
@@ -185,13 +187,16 @@ def candidates(tm, cfg: AdversarialConfig, seed: int, coupled: bool) -> dict:
 
 
 def with_latents(tm, cand: dict, seed: int, cfg: AdversarialConfig) -> dict:
-    """A stored candidate set with its latents and conditioning (regenerated from the seed)."""
+    """A stored candidate set on the task's device with its latents and conditioning (regenerated from the
+    seed)."""
+    cand = moved(cand, tm.device)
     z = latents(tm.model, pool_size(cfg), seed)[cand["index"]]
     return cand | dict(z=z, cond=class_cond(tm.model, cand["labels"]))
 
 
 def attack_problem(model, classifier, z, labels, cfg: AdversarialConfig, cond=None) -> Problem:
-    """The margin objective through DDIM with cfg.steps, wrt the latent, for one batch (in z's dtype)."""
+    """The margin objective through DDIM with cfg.steps, wrt the latent, for one batch (in z's dtype, on its
+    device)."""
     return Problem(
         model,
         samplers.get("ddim", steps=cfg.steps),
@@ -201,6 +206,7 @@ def attack_problem(model, classifier, z, labels, cfg: AdversarialConfig, cond=No
         latent=z,
         cond=cond,
         dtype=z.dtype,
+        device=z.device,
     )
 
 
@@ -221,9 +227,9 @@ def attack_batch(
     margin enters the loss as a constant; the gradient of a sample depends on that sample alone (per-sample
     objective, no batch coupling in the sampler or the network), so the deltas are those of the full loop."""
     est, bound = estimators.get(estimator), linf_bound(cfg.tau, z.dtype)
-    delta, active, settled = torch.zeros_like(z), torch.arange(len(z)), 0.0
+    delta, active, settled = torch.zeros_like(z), torch.arange(len(z), device=z.device), 0.0
     losses, sizes, calls = [], [], []
-    with Stopwatch() as clock:
+    with Stopwatch(z.device) as clock:
         for _ in range(cfg.opt_steps):
             if len(active) == 0:
                 losses.append(settled), sizes.append(0), calls.append(0)
@@ -572,7 +578,7 @@ def run_adversarial(
     limit); writes adversarial-<update>.{csv,md,png,json}, -samples.csv and -paired.{csv,md}."""
     cfg = cfg or AdversarialConfig()
     tm = tm or load_models()
-    runner = runner or ChunkRunner(out)
+    runner = runner or ChunkRunner(out, device=tm.device)
     names = usable_estimators(estimator_names or DEFAULT_ESTIMATORS, "latent")
     models = model_settings(tm)
     runner.progress(f"adversarial {cfg.update}", len(cfg.seeds) * (1 + len(names) * len(sample_ranges(cfg))))
@@ -599,6 +605,7 @@ def run_adversarial(
     notes = record(
         cfg,
         seeds=list(cfg.seeds),
+        device=tm.device,
         model=tm.name,
         coverage=cover,
         exclusion_rule=EXCLUSION_RULE.format(p=cfg.judge_min_prob),

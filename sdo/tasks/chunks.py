@@ -30,8 +30,10 @@ def plain(settings: dict) -> dict:
 
 
 def storable(value):
-    """`value` with numpy arrays as tensors and numpy scalars as Python numbers (what torch.load(weights_only)
-    reads back)."""
+    """`value` with numpy arrays as tensors, tensors on the CPU and numpy scalars as Python numbers (what
+    torch.load(weights_only) reads back on any machine)."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
     if isinstance(value, dict):
         return {k: storable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -47,6 +49,12 @@ def differences(stored: dict, wanted: dict) -> list[str]:
     """'key: stored -> wanted' for every setting that differs."""
     keys = sorted(set(stored) | set(wanted))
     return [f"{k}: {stored.get(k)!r} -> {wanted.get(k)!r}" for k in keys if stored.get(k) != wanted.get(k)]
+
+
+def chunk_device(prov: dict) -> str:
+    """Where a chunk was computed, from its provenance: 'cuda:0 (NVIDIA H100 ...)' or 'cpu (<CPU model>)'
+    (chunks that record no device ran on the CPU)."""
+    return f"{prov.get('device', 'cpu')} ({prov.get('device_name', 'unknown')})"
 
 
 def load_chunk(out: Path, key: str, settings: dict) -> dict | None:
@@ -92,7 +100,7 @@ class ChunkRunner:
             raise ValueError(f"max_chunks must be >= 0 or None; got {max_chunks}")
         self.out, self.device, self.max_chunks = Path(out), device, max_chunks
         self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
-        self.loaded, self.computed, self.missing = [], [], []
+        self.loaded, self.computed, self.missing, self.origins = [], [], [], {}
         self.bar, self._provenance = None, None
 
     def stopped(self) -> bool:
@@ -116,22 +124,26 @@ class ChunkRunner:
         from ..provenance import now, provenance
 
         if self._provenance is None:
-            self._provenance = plain(provenance(device=self.device))
+            self._provenance = plain(provenance(device=self.device)) | {"device": str(self.device)}
         return self._provenance | {"date": now()}
 
     def get(self, key: str, settings: dict, compute: Callable[[], dict]) -> dict | None:
-        """Chunk `key`'s result: from disk, else computed and saved; None when a limit stops it (noted missing)."""
+        """Chunk `key`'s result (its tensors on the CPU): from disk, else computed and saved; None when a limit
+        stops it (noted missing)."""
         chunk = load_chunk(self.out, key, settings)
         if chunk is not None:
             result = chunk["result"]
             self.loaded.append(key)
+            self.origins[key] = chunk_device(chunk.get("provenance", {}))
         elif self.stopped():
             self.missing.append(key)
             result = None
         else:
             result = storable(compute())
-            save_chunk(self.out, key, settings, result, self.provenance())
+            prov = self.provenance()
+            save_chunk(self.out, key, settings, result, prov)
             self.computed.append(key)
+            self.origins[key] = chunk_device(prov)
         self._tick(key)
         return result
 
@@ -147,7 +159,8 @@ class ChunkRunner:
             self.bar.update()
 
     def coverage(self, keys: Iterable[str]) -> dict:
-        """How many of the planned chunks `keys` are stored, and which are missing."""
+        """How many of the planned chunks `keys` are stored, which are missing, and the devices that computed
+        the stored ones."""
         keys, absent = list(keys), set(self.missing)
         missing = [k for k in keys if k in absent]
         return dict(
@@ -155,6 +168,7 @@ class ChunkRunner:
             stored_chunks=len(keys) - len(missing),
             complete=not missing,
             missing_chunks=missing,
+            chunk_devices=sorted({self.origins[k] for k in keys if k in self.origins}),
         )
 
     def summary(self) -> str:

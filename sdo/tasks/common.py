@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import estimators
+from ..measure import synchronize
+from .devices import module_device
 
 RESULTS = Path("results/tasks")
 # `reversible` (the DOODL analogue) differentiates its own coupled (EDICT) sampler, so the tasks score its
@@ -39,15 +41,27 @@ class TaskModels:
     def conditional(self) -> bool:
         return self.model.cond_shape is not None
 
+    @property
+    def device(self) -> torch.device:
+        """The device the diffusion model (and so the task) runs on."""
+        return module_device(self.model)
 
-def load_models(name: str = DEFAULT_MODEL, weights: str | None = None, guidance: float | None = None):
-    """TaskModels for diffusion model `name` (optionally other weights, e.g. an in-progress EMA, and CFG w)."""
+
+def load_models(
+    name: str = DEFAULT_MODEL,
+    weights: str | None = None,
+    guidance: float | None = None,
+    device: str | torch.device = "cpu",
+):
+    """TaskModels for diffusion model `name` (optionally other weights, e.g. an in-progress EMA, and CFG w),
+    every model on `device`."""
     from .. import models
     from ..models.classifiers import fmnist_eval_classifier
     from ..models.trained import fmnist_classifier
 
     options = {k: v for k, v in dict(weights=weights, guidance=guidance).items() if v is not None}
-    return TaskModels(models.get(name, **options), fmnist_classifier(), fmnist_eval_classifier(), name)
+    nets = (models.get(name, **options), fmnist_classifier(), fmnist_eval_classifier())
+    return TaskModels(*(net.to(device) for net in nets), name)
 
 
 def trained_models():
@@ -58,12 +72,13 @@ def trained_models():
     return models.get("fmnist-ddpm"), fmnist_classifier()
 
 
-def record(config, seeds=None, **extra) -> dict:
+def record(config, seeds=None, device: str | torch.device = "cpu", **extra) -> dict:
     """Provenance of a task output (commit, versions, device, threads, date, command) with its settings."""
     from ..provenance import provenance
 
     cfg = vars(config) if hasattr(config, "__dataclass_fields__") else dict(config)
-    return dict(provenance=provenance(device="cpu"), config=cfg, seeds=seeds, **extra)
+    prov = provenance(device=device) | {"device": str(device)}
+    return dict(provenance=prov, config=cfg, seeds=seeds, **extra)
 
 
 def usable_estimators(wanted, wrt: str) -> list[str]:
@@ -190,12 +205,17 @@ def image_grid(rows: list[torch.Tensor], labels: list[str], path: Path, title: s
 
 
 class Stopwatch:
-    """Wall time of a block (perf_counter)."""
+    """Wall time of a block (perf_counter), waiting for the device's queued work at both ends."""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = device
 
     def __enter__(self):
+        synchronize(self.device)
         self.start = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
+        synchronize(self.device)
         self.seconds = time.perf_counter() - self.start
         return False

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .devices import module_device
 from .sampling import to_uint8
 
 FEATURE_EXTRACTOR = "fmnist-classifier"
@@ -74,8 +75,8 @@ def fid(generated: torch.Tensor, reference: torch.Tensor) -> float:
 
     register()
     metrics = calculate_metrics(
-        input1=_Images(to_uint8(generated)),
-        input2=_Images(to_uint8(reference)),
+        input1=_Images(to_uint8(generated).cpu()),
+        input2=_Images(to_uint8(reference).cpu()),
         fid=True,
         feature_extractor=FEATURE_EXTRACTOR,
         feature_layer_fid=FEATURE,
@@ -100,11 +101,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def features(classifier, x: torch.Tensor, batch: int = 500) -> np.ndarray:
-    """Penultimate features (float64 numpy) of images in [-1, 1], quantised to uint8 like an image file."""
-    x = to_uint8(x).float().div(127.5).sub(1.0)
+    """Penultimate features (float64 numpy) of images in [-1, 1], quantised to uint8 like an image file, computed
+    on the classifier's device."""
+    x = to_uint8(x).float().div(127.5).sub(1.0).to(module_device(classifier))
     return (
         torch.cat([classifier.penultimate(x[i : i + batch]) for i in range(0, len(x), batch)])
         .double()
+        .cpu()
         .numpy()
     )
 

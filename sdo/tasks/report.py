@@ -224,7 +224,8 @@ MISSING_LISTED = 8  # missing chunks named per task in the README (all of them a
 
 
 def coverage_lines(out: Path) -> list[str]:
-    """One line per task JSON file with a coverage record: chunks stored of planned, and the first missing."""
+    """One line per task JSON file with a coverage record: chunks stored of planned, the first missing, and the
+    devices that computed the stored ones."""
     lines = []
     for path in sorted(out.glob("*.json")):
         cover = json.loads(path.read_text()).get("coverage")
@@ -237,6 +238,8 @@ def coverage_lines(out: Path) -> list[str]:
             shown = ", ".join(f"`{k}`" for k in missing[:MISSING_LISTED])
             more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
             line += f"; missing: {shown}{more}"
+        if cover.get("chunk_devices"):
+            line += f"; computed on {', '.join(cover['chunk_devices'])}"
         lines.append(line)
     return lines or ["- no task has stored chunks yet"]
 

@@ -18,6 +18,7 @@ from .. import estimators, objectives, samplers
 from ..problem import Problem
 from .chunks import ChunkRunner, model_settings, settings_of, table_note
 from .common import RESULTS, Stopwatch, image_grid, load_models, record, save_json, write_table
+from .devices import module_device
 from .sampling import class_cond, latents, sample_from_latent
 from .stats import bootstrap_interval, t_interval
 
@@ -100,14 +101,16 @@ def reward_fn(kind: str, classifier, cfg: RewardConfig):
 
 
 def add_lora(model, rank: int, seed: int):
-    """A copy of the denoiser with LoRA adapters (peft) on attention projections and resnet convs."""
+    """A copy of the denoiser with LoRA adapters (peft) on attention projections and resnet convs, drawn on the
+    CPU from `seed` (the same on every device) and placed on the model's device."""
     from peft import LoraConfig, inject_adapter_in_model
 
     model = copy.deepcopy(model)
+    device = module_device(model)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS), model.unet)
-    return model
+    return model.to(device)
 
 
 def lora_parameters(model) -> dict[str, torch.nn.Parameter]:
@@ -126,7 +129,8 @@ def scale_lora(model, alpha: float):
 
 
 def problem_for(model, z, labels, reward, steps: int, params=(LORA_PATTERN,)) -> Problem:
-    """The fine-tuning problem: minimise -mean_b r(x_0, c) wrt the LoRA parameters (or `params`)."""
+    """The fine-tuning problem on z's device: minimise -mean_b r(x_0, c) wrt the LoRA parameters (or `params`)."""
+    labels = labels.to(z.device)
     objective = objectives.get("callable", fn=lambda x: -reward(x, labels).mean())
     return Problem(
         model,
@@ -137,6 +141,7 @@ def problem_for(model, z, labels, reward, steps: int, params=(LORA_PATTERN,)) ->
         batch=len(z),
         latent=z,
         cond=class_cond(model, labels),
+        device=z.device,
     )
 
 
@@ -149,8 +154,8 @@ def prompt_labels(classes, n: int, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def eval_samples(model, cfg: RewardConfig, classes) -> tuple[torch.Tensor, torch.Tensor]:
     """Unclamped samples from fixed latents (seed 10_000) and classes cycling over `classes`."""
-    labels = torch.tensor(classes)[torch.arange(cfg.eval_n) % len(classes)]
     z = latents(model, cfg.eval_n, 10_000)
+    labels = torch.tensor(classes)[torch.arange(cfg.eval_n) % len(classes)].to(z.device)
     return sample_from_latent(model, z, cfg.steps, cond=class_cond(model, labels)), labels
 
 
@@ -172,7 +177,7 @@ def finetune(base, reward, method: str, cfg: RewardConfig, lr: float, seed: int,
     for step in range(cfg.opt_steps if steps is None else steps):
         z = latents(base, cfg.batch, seed * 100_000 + step)
         labels = prompt_labels(classes, cfg.batch, seed * 100_000 + step)
-        with Stopwatch() as clock:
+        with Stopwatch(z.device) as clock:
             problem = problem_for(model, z, labels, reward, cfg.steps)
             res = est(problem)
             if res.ok:
@@ -417,7 +422,7 @@ def run_reward(
     under out/chunks/ (computing the missing ones until the runner's limit); writes reward-*."""
     cfg = cfg or RewardConfig()
     tm = tm or load_models()
-    runner = runner or ChunkRunner(out)
+    runner = runner or ChunkRunner(out, device=tm.device)
     methods = list(methods or METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -469,6 +474,7 @@ def run_reward(
     notes = record(
         cfg,
         seeds=list(cfg.seeds),
+        device=tm.device,
         model=tm.name,
         coverage=cover,
         base_lr=cfg.base_lr,
@@ -494,7 +500,7 @@ def lora_interpolation(tuned, tm, cfg: RewardConfig, out: Path) -> None:
     LoRAs combined (sum of their weight deltas)."""
     seed = cfg.seeds[0]
     n = min(10, cfg.eval_n)
-    labels = torch.tensor(cfg.prompts)[torch.arange(n) % len(cfg.prompts)]
+    labels = torch.tensor(cfg.prompts)[torch.arange(n) % len(cfg.prompts)].to(tm.device)
     z, cond = latents(tm.model, n, 10_000), class_cond(tm.model, labels)
     reward = reward_fn("class", tm.attacked, cfg)
     variants = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import samplers
+from .devices import module_device
 
 
 @torch.no_grad()
@@ -33,23 +34,31 @@ def coupled_sample_from_latent(
     from ..problem import Problem
 
     problem = Problem(
-        model, samplers.get("ddim", steps=steps), lambda x: x.sum(), batch=len(z), latent=z, cond=cond
+        model,
+        samplers.get("ddim", steps=steps),
+        lambda x: x.sum(),
+        batch=len(z),
+        latent=z,
+        cond=cond,
+        device=z.device,
     )
     x, _ = coupled_sample(Rollout(problem), problem.solver.init_scale * problem.latent, steps, mix)
     return x
 
 
 def latents(model, n: int, seed: int) -> torch.Tensor:
-    """n standard-normal latents of the model's sample shape, seeded."""
+    """n standard-normal latents of the model's sample shape, seeded, on the model's device (drawn on the CPU,
+    so every device gets the same values)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn((n, *model.sample_shape), generator=g)
+    return torch.randn((n, *model.sample_shape), generator=g).to(module_device(model))
 
 
 def class_cond(model, labels: torch.Tensor) -> torch.Tensor | None:
-    """One-hot (B, classes) conditioning for a class-conditional model; None for an unconditional one."""
+    """One-hot (B, classes) conditioning on the model's device for a class-conditional model; None for an
+    unconditional one."""
     if model.cond_shape is None:
         return None
-    return torch.nn.functional.one_hot(labels.long(), model.cond_shape[0]).float()
+    return torch.nn.functional.one_hot(labels.long(), model.cond_shape[0]).float().to(module_device(model))
 
 
 @torch.no_grad()

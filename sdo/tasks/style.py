@@ -92,6 +92,7 @@ def optimise(
         latent=z,
         cond=cond,
         intermediate_step=k,
+        device=z.device,
     )
     offset = torch.zeros_like(z, requires_grad=True)
     opt = torch.optim.Adam([offset], lr=cfg.lr)
@@ -99,7 +100,7 @@ def optimise(
         problem.solver = ShiftedSolver(problem.solver, k, offset.detach())
     est, losses, status = estimators.get(estimator), [], "ok"
     key = "latent" if wrt == "latent" else f"x_{k}"
-    with Stopwatch() as clock:
+    with Stopwatch(z.device) as clock:
         for _ in range(cfg.opt_steps):
             if wrt == "latent":
                 problem.latent = (z + offset).detach()
@@ -147,7 +148,7 @@ STYLE_FIELDS = ("n", "steps", "opt_steps", "lr", "t_intermediate", "reference_cl
 def seed_samples(tm, objective, cfg: StyleConfig, seed: int) -> dict:
     """One seed's latents, classes, unguided samples and their style losses (recomputed, cheap)."""
     z = latents(tm.model, cfg.n, seed)
-    labels = torch.arange(cfg.n) % 10
+    labels = (torch.arange(cfg.n) % 10).to(z.device)
     cond = class_cond(tm.model, labels)
     x_plain = sample_from_latent(tm.model, z, cfg.steps, cond=cond).clamp(-1, 1)
     if cond is None:
@@ -289,8 +290,8 @@ def run_style(
     style-samples.csv and style-paired.{csv,md}."""
     cfg = cfg or StyleConfig()
     tm = tm or load_models()
-    runner = runner or ChunkRunner(out)
-    ref = reference_image(cfg.reference_class)
+    runner = runner or ChunkRunner(out, device=tm.device)
+    ref = reference_image(cfg.reference_class).to(tm.device)
     objective = objectives.get("style", reference=ref, features=ClassifierFeatures(tm.attacked))
     names = {w: usable_estimators(estimator_names or DEFAULT_ESTIMATORS, w) for w in VARIABLES}
     keys = [style_key(s, w, m) for s in cfg.seeds for w, methods in names.items() for m in methods]
@@ -324,6 +325,7 @@ def run_style(
     notes = record(
         cfg,
         seeds=list(cfg.seeds),
+        device=tm.device,
         model=tm.name,
         coverage=cover,
         intermediate_step=seeds_out[0]["k"],
