@@ -7,6 +7,7 @@ from scipy import stats
 from sdo.tasks.stats import (
     bootstrap_interval,
     clopper_pearson,
+    mantel_haenszel,
     mcnemar_exact,
     paired_share_interval,
     t_interval,
@@ -49,6 +50,71 @@ def test_paired_share_interval_excludes_half_iff_mcnemar_rejects():
         if np.isnan(lo):
             continue
         assert (not lo <= 0.5 <= hi) == (mcnemar_exact(a, b) < 0.05)
+
+
+# R's mantelhaen.test (2x2xK): common odds ratio and its Robins-Breslow-Greenland 95 % interval; the first
+# is R's Penicillin and Rabbits example (Agresti 1990, pp. 231-237).
+RABBITS = [[[0, 0], [6, 5]], [[3, 0], [3, 6]], [[6, 2], [0, 4]], [[5, 6], [1, 0]], [[2, 5], [0, 0]]]
+FIVE_STRATA = [
+    [[20, 14], [10, 24]],
+    [[15, 12], [3, 15]],
+    [[3, 2], [3, 2]],
+    [[12, 3], [7, 5]],
+    [[1, 0], [3, 2]],
+]
+
+
+@pytest.mark.parametrize(
+    "tables,expected,used",
+    [(RABBITS, (7.0, 1.026713, 47.725133), 3), (FIVE_STRATA, (3.5912, 1.781135, 7.240633), 5)],
+)
+def test_mantel_haenszel_matches_r_mantelhaen_test(tables, expected, used):
+    ratio, lo, hi, n = mantel_haenszel(tables)
+    assert (ratio, lo, hi) == pytest.approx(expected, rel=1e-4)
+    assert n == used  # the rabbits' first and last strata have ad = bc = 0
+
+
+def test_mantel_haenszel_follows_the_formula_by_hand():
+    a, b, c, d = np.array([[4, 6, 2, 8], [9, 3, 5, 5], [1, 1, 0, 3]], float).T
+    n = a + b + c + d
+    r, s, p, q = a * d / n, b * c / n, (a + d) / n, (b + c) / n
+    var = (p * r).sum() / (2 * r.sum() ** 2)
+    var += (p * s + q * r).sum() / (2 * r.sum() * s.sum()) + (q * s).sum() / (2 * s.sum() ** 2)
+    ratio = r.sum() / s.sum()
+    tables = np.stack([a, b, c, d], 1).reshape(-1, 2, 2)
+    expected = (ratio, ratio * np.exp(-1.959964 * var**0.5), ratio * np.exp(1.959964 * var**0.5))
+    assert mantel_haenszel(tables)[:3] == pytest.approx(expected, rel=1e-6)
+    assert mantel_haenszel(tables, level=0.99)[1] < expected[1]
+
+
+def test_mantel_haenszel_of_strata_with_one_odds_ratio_is_that_ratio():
+    tables = [[[2, 3], [1, 6]], [[8, 6], [4, 12]], [[20, 5], [10, 10]]]  # each stratum: ad / bc = 4
+    assert mantel_haenszel(tables)[0] == pytest.approx(4.0, rel=1e-12)
+
+
+def test_mantel_haenszel_of_one_stratum_is_the_plain_odds_ratio_with_woolf_interval():
+    ratio, lo, hi, used = mantel_haenszel([[12, 5], [7, 9]])
+    half = 1.959964 * np.sqrt(1 / 12 + 1 / 5 + 1 / 7 + 1 / 9)
+    assert (ratio, lo, hi) == pytest.approx((12 * 9 / 35, 108 / 35 * np.exp(-half), 108 / 35 * np.exp(half)))
+    assert used == 1
+    assert mantel_haenszel([[2, 2], [2, 2]])[1:3] == pytest.approx((0.0625488, 15.987508), rel=1e-6)
+
+
+def test_mantel_haenszel_of_identical_groups_holds_one():
+    tables = [[[k, m], [k, m]] for k, m in ((3, 7), (10, 2), (5, 5))]
+    ratio, lo, hi, _ = mantel_haenszel(tables)
+    assert ratio == pytest.approx(1.0) and lo < 1 < hi
+
+
+def test_mantel_haenszel_without_a_usable_stratum_is_nan():
+    # one group absent, or both always succeed: no stratum informs the ratio
+    assert np.isnan(mantel_haenszel([[[3, 2], [0, 0]], [[4, 0], [5, 0]]])[:3]).all()
+    assert mantel_haenszel([[[3, 2], [0, 0]], [[4, 0], [5, 0]]])[3] == 0
+    assert np.isnan(mantel_haenszel(np.zeros((0, 2, 2)))[0])
+    ratio, lo, hi, used = mantel_haenszel([[[0, 4], [3, 1]], [[5, 0], [5, 0]]])  # only ad = 0 strata
+    assert ratio == 0.0 and np.isnan(lo) and np.isnan(hi) and used == 1
+    with pytest.raises(ValueError, match="non-negative"):
+        mantel_haenszel([[-1, 2], [3, 4]])
 
 
 def test_t_interval_matches_scipy():

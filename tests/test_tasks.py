@@ -11,6 +11,7 @@ from torch import nn
 
 import sdo
 from sdo.tasks.adversarial import (
+    ADJUSTED_VERDICTS,
     AdversarialConfig,
     attack_batch,
     candidates,
@@ -70,6 +71,11 @@ def test_every_method_gets_the_same_kept_samples(digits, tmp_path):
     assert set(per_method) == {"sdo", "bptt", "reversible"}
     assert len({tuple(v) for v in per_method.values()}) == 1
     assert all(label == 0 for _, label in per_method["sdo"])
+    strata = pd.read_csv(tmp_path / "adversarial-gd-by-margin.csv")
+    assert strata.groupby("method").n.sum().to_dict() == {"sdo": 3, "bptt": 3, "reversible": 3}
+    adj = pd.read_csv(tmp_path / "adversarial-gd-adjusted.csv")
+    assert set(adj.comparison) == {"sdo vs bptt", "sdo vs reversible"} and (adj.n_pairs == 3).all()
+    assert set(adj.verdict) <= set(ADJUSTED_VERDICTS)
 
 
 @pytest.mark.parametrize("update", ["gd", "sign"])

@@ -33,7 +33,15 @@ from .common import (
 )
 from .devices import moved
 from .sampling import class_cond, coupled_sample_from_latent, latents, sample_from_latent
-from .stats import bootstrap_interval, clopper_pearson, discordant, mcnemar_exact, paired_share_interval
+from .stats import (
+    bootstrap_interval,
+    clopper_pearson,
+    discordant,
+    mantel_haenszel,
+    mcnemar_exact,
+    paired_share_interval,
+    verdict,
+)
 
 UPDATES = ("gd", "sign")
 SAMPLE_BATCH = 250  # samples per no-grad sampling batch
@@ -443,6 +451,134 @@ def success_on_pairs(who: str, success: np.ndarray) -> dict:
     return {f"{who}_success_pct": rate, f"{who}_ci_lo_pct": 100 * lo, f"{who}_ci_hi_pct": 100 * hi}
 
 
+MARGIN_BINS = 4  # clean-margin strata at most
+MIN_PER_BIN = 5  # fewer strata when a method would average fewer samples than this per stratum
+ADJUSTED_VERDICTS = ("other better at equal margin", "reference better at equal margin", "inconclusive")
+
+
+def margin_edges(df: pd.DataFrame, bins: int = MARGIN_BINS, min_per_bin: int = MIN_PER_BIN) -> np.ndarray:
+    """Quantile edges of the clean margins pooled over all methods (ties merged; empty without samples)."""
+    if not len(df):
+        return np.zeros(0)
+    values = df.clean_margin.to_numpy(float)
+    k = int(np.clip(len(values) / df.method.nunique() // min_per_bin, 1, bins))
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, k + 1)))
+    return np.repeat(edges, 2) if len(edges) == 1 else edges
+
+
+def margin_stratum(values, edges: np.ndarray) -> np.ndarray:
+    """0-based stratum of each clean margin: stratum i holds (edges[i], edges[i + 1]], the first also edges[0]."""
+    return np.searchsorted(edges[1:-1], np.asarray(values, float), side="left")
+
+
+def success_counts(g: pd.DataFrame) -> dict:
+    """n, successes and success % with its Clopper-Pearson interval (percent; nan without samples)."""
+    k, n = (int(g.success.sum()), len(g)) if len(g) else (0, 0)
+    lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
+    rate = 100 * k / n if n else np.nan
+    return dict(n=n, successes=k, success_pct=rate, ci_lo_pct=100 * lo, ci_hi_pct=100 * hi)
+
+
+BY_MARGIN_COLUMNS = (
+    "update stratum margin_lo margin_hi method n successes success_pct ci_lo_pct ci_hi_pct mean_clean_margin"
+).split()
+
+
+def by_margin(df: pd.DataFrame, cfg: AdversarialConfig, edges: np.ndarray, methods=None) -> pd.DataFrame:
+    """Per clean-margin stratum and method: its margin range, the method's samples in it, their success with
+    its Clopper-Pearson interval and their mean clean margin (a header only without samples)."""
+    methods = list(dict.fromkeys(df.method)) if methods is None and len(df) else methods or []
+    stratum = margin_stratum(df.clean_margin, edges) if len(df) else np.zeros(0, int)
+    rows = []
+    for i in range(len(edges) - 1):
+        for method in methods:
+            g = df[(stratum == i) & (df.method == method).to_numpy()]
+            rows.append(
+                dict(
+                    update=cfg.update,
+                    stratum=i + 1,
+                    margin_lo=edges[i],
+                    margin_hi=edges[i + 1],
+                    method=method,
+                )
+                | success_counts(g)
+                | dict(mean_clean_margin=g.clean_margin.mean() if len(g) else np.nan)
+            )
+    return pd.DataFrame(rows, columns=BY_MARGIN_COLUMNS)
+
+
+def on_shared_samples(df: pd.DataFrame, reference: str, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of `reference` and of `method` on the (seed, sample) pairs stored for both."""
+    if not len(df):
+        return df, df
+    ref, other = df[df.method == reference], df[df.method == method]
+    keys = ref[["seed", "sample"]].merge(other[["seed", "sample"]])
+    return ref.merge(keys), other.merge(keys)
+
+
+def stratum_tables(other: pd.DataFrame, ref: pd.DataFrame, edges: np.ndarray) -> np.ndarray:
+    """(strata, 2, 2) counts [[other successes, failures], [reference successes, failures]] per stratum."""
+    k = max(len(edges) - 1, 0)
+    out = np.zeros((k, 2, 2), int)
+    for row, g in enumerate((other, ref)):
+        if not len(g):
+            continue
+        stratum, ok = margin_stratum(g.clean_margin, edges), g.success.to_numpy(bool)
+        out[:, row, 0] = np.bincount(stratum[ok], minlength=k)
+        out[:, row, 1] = np.bincount(stratum[~ok], minlength=k)
+    return out
+
+
+def adjusted_verdict(lo: float, hi: float) -> str:
+    """Which method succeeds more at equal starting margin, from the interval of the odds ratio other over
+    reference; 'inconclusive' when it holds 1 or is undefined."""
+    v = verdict(lo, hi, "greater", 1.0)
+    return {"reproduces": ADJUSTED_VERDICTS[0], "contradicts": ADJUSTED_VERDICTS[1]}.get(
+        v, ADJUSTED_VERDICTS[2]
+    )
+
+
+def adjusted(
+    df: pd.DataFrame, cfg: AdversarialConfig, edges: np.ndarray, reference: str = "sdo", methods=None
+) -> pd.DataFrame:
+    """reference vs every other method on the samples stored for both: the Mantel-Haenszel odds ratio of
+    success (other over reference) over the clean-margin strata with its 95 % Robins-Breslow-Greenland
+    interval, the crude odds ratio on the same samples, and the verdict at equal starting margin."""
+    methods = list(dict.fromkeys(df.method)) if methods is None and len(df) else methods or []
+    if reference not in methods:
+        return pd.DataFrame()
+    rows = []
+    for method in methods:
+        if method == reference:
+            continue
+        ref, other = on_shared_samples(df, reference, method)
+        tables = stratum_tables(other, ref, edges)
+        ratio, lo, hi, used = mantel_haenszel(tables)
+        rows.append(
+            dict(update=cfg.update, comparison=f"{reference} vs {method}", n_pairs=len(ref))
+            | dict(
+                n_strata=len(tables), n_strata_used=used, odds_ratio_other_over_ref=ratio, or_lo=lo, or_hi=hi
+            )
+            | dict(crude_odds_ratio=mantel_haenszel(tables.sum(0))[0], verdict=adjusted_verdict(lo, hi))
+        )
+    return pd.DataFrame(rows)
+
+
+BY_MARGIN_NOTE = (
+    "Strata: quantile bins of the clean margin (the attacked classifier's logit margin on the clean sample a "
+    "method starts from) pooled over all methods; stratum i holds (margin_lo, margin_hi], the first also "
+    "margin_lo. Success % with its Clopper-Pearson 95 % interval."
+)
+ADJUSTED_NOTE = (
+    "Attack success at equal starting margin: the Mantel-Haenszel odds ratio, other method over {reference}, "
+    "over the clean-margin strata of {tag}-by-margin, on the samples stored for both (> 1: the other method "
+    "succeeds more often at the same starting margin), with its 95 % Robins-Breslow-Greenland interval; "
+    "n_strata_used counts the strata that inform it (a stratum where one method has no sample, or where both "
+    "always or never succeed, adds nothing). crude_odds_ratio: the same samples without strata. The interval "
+    "treats the two methods' outcomes as independent although both attack the same latents."
+)
+
+
 MIN_FID_SAMPLES = 2  # a covariance needs at least two samples
 
 
@@ -575,7 +711,8 @@ def run_adversarial(
     runner: ChunkRunner | None = None,
 ) -> pd.DataFrame:
     """The Table 5 analogue from the chunks under out/chunks/ (computing the missing ones until the runner's
-    limit); writes adversarial-<update>.{csv,md,png,json}, -samples.csv and -paired.{csv,md}."""
+    limit); writes adversarial-<update>.{csv,md,png,json}, -samples.csv, -paired.{csv,md}, -by-margin.{csv,md}
+    and -adjusted.{csv,md}."""
     cfg = cfg or AdversarialConfig()
     tm = tm or load_models()
     runner = runner or ChunkRunner(out, device=tm.device)
@@ -601,6 +738,14 @@ def run_adversarial(
     note = table_note(cover, "adversarial", f"{tag}.json")
     write_table(table, tag, out, note=note)
     write_table(paired(df, cfg, fid=fid, methods=methods), f"{tag}-paired", out, note=note)
+    edges = margin_edges(df)
+    write_table(
+        by_margin(df, cfg, edges, methods), f"{tag}-by-margin", out, note=f"{note}\n\n{BY_MARGIN_NOTE}"
+    )
+    adjusted_note = ADJUSTED_NOTE.format(reference="sdo", tag=tag)
+    write_table(
+        adjusted(df, cfg, edges, methods=methods), f"{tag}-adjusted", out, note=f"{note}\n\n{adjusted_note}"
+    )
     plot_examples(seeds_out, methods, cfg, out / f"{tag}.png")
     notes = record(
         cfg,
@@ -619,6 +764,7 @@ def run_adversarial(
         clean_margin="the attacked classifier's logit margin z_y - max_{j != y} z_j on the clean sample the method "
         "starts from: methods that optimise their own coupled sampler (reversible) start from that sampler's clean "
         "samples, which can lie nearer the decision boundary; compare clean_margin before success rates",
+        margin_adjustment=ADJUSTED_NOTE.format(reference="sdo", tag=tag),
         perceptual=PERCEPTUAL_NOTE,
         fid=f"Frechet distance in the judge's penultimate features vs {cfg.fid_reference} test images; the change "
         "FID(adversarial) - FID(clean) on the same samples with a paired bootstrap interval (200 draws); a "

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .adversarial import ADJUSTED_VERDICTS
 from .chunks import coverage_note
-from .common import markdown
+from .common import COUPLED, markdown
 from .stats import bootstrap_interval, t_interval, verdict
 
 MIN_BOOTSTRAP_N = 20  # a percentile bootstrap over fewer samples or batches gives no verdict
@@ -27,8 +28,18 @@ TABLES = (
         "Adversarial latent, the paper's update (gradient descent, lr 0.1, clip to [-tau, tau])",
     ),
     ("adversarial-gd-paired", "Adversarial latent (gd): SDO against each method on the same samples"),
+    ("adversarial-gd-by-margin", "Adversarial latent (gd): success by the clean sample's starting margin"),
+    ("adversarial-gd-adjusted", "Adversarial latent (gd): SDO against each method at equal starting margin"),
     ("adversarial-sign", "Adversarial latent, sign update (gradient magnitude removed)"),
     ("adversarial-sign-paired", "Adversarial latent (sign): SDO against each method on the same samples"),
+    (
+        "adversarial-sign-by-margin",
+        "Adversarial latent (sign): success by the clean sample's starting margin",
+    ),
+    (
+        "adversarial-sign-adjusted",
+        "Adversarial latent (sign): SDO against each method at equal starting margin",
+    ),
     ("style", "Style guidance at x_N and x_t (t ~ 600)"),
     ("style-paired", "Style guidance: x_t against x_N on the same samples"),
     ("reward-finetune", "LoRA reward fine-tuning, mean and 95 % t band over seeds"),
@@ -59,6 +70,45 @@ def _planned(row, column: str):
     return None if value is None or pd.isna(value) else value
 
 
+def start_margins(out: Path, update: str, method: str) -> str:
+    """' (mean clean margin X vs SDO's Y, ...)' from the summary table, '' when it lacks either method."""
+    table = _read(out, f"adversarial-{update}")
+    if table is None or "clean_margin" not in table:
+        return ""
+    mean = table.set_index("method").clean_margin
+    if not {"sdo", method} <= set(mean.index) or not np.isfinite([mean[method], mean["sdo"]]).all():
+        return ""
+    nearer = ", nearer the decision boundary" if round(mean[method], 1) < round(mean["sdo"], 1) else ""
+    return f" (mean clean margin {mean[method]:.1f} vs SDO's {mean['sdo']:.1f}{nearer})"
+
+
+def at_equal_margin(out: Path, update: str, method: str) -> str:
+    """'; ...' the success odds ratio of a coupled-sampler method over SDO within clean-margin strata, when
+    the adjusted table has it ('' otherwise)."""
+    adj = _read(out, f"adversarial-{update}-adjusted")
+    hit = adj[adj.comparison == f"sdo vs {method}"] if adj is not None and "comparison" in adj else None
+    if hit is None or hit.empty:
+        return ""
+    r = hit.iloc[0]
+    start = f"; {method} attacks its own coupled sampler's clean samples{start_margins(out, update, method)}"
+    strata = f"{int(r.n_strata_used)} of {int(r.n_strata)} clean-margin strata informative"
+    ratio = r.odds_ratio_other_over_ref
+    if not (np.isfinite(r.or_lo) and np.isfinite(r.or_hi)):
+        estimate = "" if np.isnan(ratio) else f" (estimate {ratio:g})"
+        return (
+            f"{start}; at equal starting margin ({strata}): no interval for the success odds ratio"
+            f"{estimate}, inconclusive"
+        )
+    who = {
+        ADJUSTED_VERDICTS[0]: f"{method} succeeds more often",
+        ADJUSTED_VERDICTS[1]: "SDO succeeds more often",
+    }
+    return (
+        f"{start}; at equal starting margin ({strata}, `adversarial-{update}-adjusted`): success odds ratio "
+        f"{method} / SDO {ratio:.2f} [{r.or_lo:.2f}, {r.or_hi:.2f}], {who.get(r.verdict, 'inconclusive')}"
+    )
+
+
 def adversarial_claims(out: Path, update: str = "gd") -> list[dict]:
     """Table 5: SDO succeeds more often, changes images less and degrades FID less than AdjointDPM and DOODL,
     each measured on the samples stored for both methods."""
@@ -80,6 +130,8 @@ def adversarial_claims(out: Path, update: str = "gd") -> list[dict]:
         )
         if r.n_pairs == 0:
             ours = f"not measured yet: no sample is stored for both SDO and {method}"
+        elif method in COUPLED:
+            ours += at_equal_margin(out, update, method)
         pairs_used = rests_on(r.n_pairs, _planned(r, "n_pairs_planned"), "paired samples")
         rows.append(
             dict(

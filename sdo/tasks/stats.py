@@ -1,5 +1,6 @@
 """The statistics the task tables report: exact binomial intervals, the exact McNemar test on paired outcomes,
-t and bootstrap bands over seeds, and the verdict a claim gets from an interval."""
+the Mantel-Haenszel odds ratio over strata, t and bootstrap bands over seeds, and the verdict a claim gets from
+an interval."""
 
 from __future__ import annotations
 
@@ -46,6 +47,35 @@ def paired_share_interval(a, b, level: float = 0.95) -> tuple[float, float]:
     if n_ab + n_ba == 0:
         return float("nan"), float("nan")
     return clopper_pearson(n_ab, n_ab + n_ba, level)
+
+
+def mantel_haenszel(tables, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(odds ratio, lo, hi, strata used): Mantel-Haenszel common odds ratio of 2x2 tables [[a, b], [c, d]]
+    (rows: two groups, columns: success, failure; row 0's odds over row 1's) with the Robins-Breslow-Greenland
+    interval. A stratum with ad = bc = 0 adds nothing; no usable stratum gives nan, a ratio of 0 or inf a nan
+    interval."""
+    from scipy.stats import norm
+
+    t = np.asarray(tables, float).reshape(-1, 2, 2)
+    if (t < 0).any():
+        raise ValueError("counts must be non-negative")
+    t = t[t.sum((1, 2)) > 0]
+    a, b, c, d = t[:, 0, 0], t[:, 0, 1], t[:, 1, 0], t[:, 1, 1]
+    n = a + b + c + d
+    r, s = a * d / n, b * c / n
+    used, r_sum, s_sum = int((r + s > 0).sum()), float(r.sum()), float(s.sum())
+    if r_sum == 0 and s_sum == 0:
+        return float("nan"), float("nan"), float("nan"), used
+    if r_sum == 0 or s_sum == 0:
+        return (0.0 if r_sum == 0 else float("inf")), float("nan"), float("nan"), used
+    p, q = (a + d) / n, (b + c) / n
+    var = (
+        (p * r).sum() / (2 * r_sum**2)
+        + (p * s + q * r).sum() / (2 * r_sum * s_sum)
+        + (q * s).sum() / (2 * s_sum**2)
+    )
+    ratio, half = r_sum / s_sum, float(norm.ppf(0.5 + level / 2) * np.sqrt(var))
+    return ratio, ratio * float(np.exp(-half)), ratio * float(np.exp(half)), used
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
