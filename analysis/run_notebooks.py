@@ -1,9 +1,10 @@
 """Execute the jupytext notebooks in analysis/notebooks/ and write the executed .ipynb files with inline PNGs.
 
-python -m analysis.run_notebooks [--out results/analysis] [--quick] [names ...]
+python -m analysis.run_notebooks [--out results/analysis] [--quick | --full] [names ...]
 
 Each executed notebook starts with a provenance cell (commit, versions, device, threads, date, command).
-`--quick` sets SDO_ANALYSIS_QUICK=1, which every notebook reads to use tiny settings (the test suite's smoke run).
+`--quick` sets SDO_ANALYSIS_QUICK=1, which every notebook reads to use tiny settings (the test suite's smoke run);
+`--full` sets SDO_ANALYSIS_FULL=1, the heavier settings of the notebooks that have them (see each first cell).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
@@ -43,7 +45,12 @@ def available() -> list[str]:
 
 
 def execute(
-    source: Path, out_dir: Path, quick: bool = False, command: str = "", cell_timeout: int = 3600
+    source: Path,
+    out_dir: Path,
+    quick: bool = False,
+    command: str = "",
+    cell_timeout: int = 3600,
+    full: bool = False,
 ) -> Path:
     """Run one percent-format notebook in the repository root (a cell running longer than `cell_timeout`
     seconds fails); save it executed as out_dir/<name>.ipynb."""
@@ -53,7 +60,12 @@ def execute(
 
     nb = jupytext.read(source)
     nb.cells.insert(0, provenance_cell(command or f"python -m analysis.run_notebooks {source.stem}"))
-    env = {**KERNEL_ENV, "SDO_ANALYSIS_OUT": str(out_dir), "SDO_ANALYSIS_QUICK": "1" if quick else "0"}
+    env = {
+        **KERNEL_ENV,
+        "SDO_ANALYSIS_OUT": str(out_dir),
+        "SDO_ANALYSIS_QUICK": "1" if quick else "0",
+        "SDO_ANALYSIS_FULL": "1" if full else "0",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -71,7 +83,11 @@ def execute(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.run_notebooks", description=__doc__)
     parser.add_argument("--out", default="results/analysis")
-    parser.add_argument("--quick", action="store_true", help="tiny settings (seconds per notebook)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny settings (seconds per notebook)")
+    size.add_argument(
+        "--full", action="store_true", help="the heavier settings (tens of minutes per notebook)"
+    )
     parser.add_argument(
         "--cell-timeout", type=int, default=3600, help="seconds a cell may run before it fails (default 3600)"
     )
@@ -86,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m analysis.run_notebooks " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in names:
         print(f"executing {name} ...", flush=True)
-        print(
-            f"wrote {execute(NOTEBOOKS / f'{name}.py', out, args.quick, command, args.cell_timeout)}",
-            flush=True,
-        )
+        start = time.perf_counter()
+        target = execute(NOTEBOOKS / f"{name}.py", out, args.quick, command, args.cell_timeout, args.full)
+        print(f"wrote {target} in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
 
 

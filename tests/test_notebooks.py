@@ -30,3 +30,12 @@ def test_notebook_runs_with_images_and_no_warnings(executed, name):
         if "figure" in cell["metadata"].get("tags", []):
             assert any("image/png" in o.get("data", {}) for o in outputs), cell["source"][:200]
     assert any("figure" in c["metadata"].get("tags", []) for c in cells)
+
+
+@pytest.mark.parametrize("argv", [["--quick", "--full"], ["no-such-notebook"]])
+def test_bad_arguments_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code != 0
+    said = str(err.value.code) + capsys.readouterr().err
+    assert "not allowed with" in said or "valid: " in said

@@ -30,11 +30,12 @@ from analysis.plots import plot_accuracy_vs_steps
 from analysis.shortcut import accuracy_rows, summarise
 
 QUICK = os.environ.get("SDO_ANALYSIS_QUICK") == "1"
+FULL = os.environ.get("SDO_ANALYSIS_FULL") == "1"  # 16 samples per case (about 20 CPU-minutes)
 OUT = os.environ.get("SDO_ANALYSIS_OUT", "results/analysis")
 os.makedirs(OUT, exist_ok=True)
 TRAINED = ("digits-ddpm", "fmnist-ddpm-v2", "fmnist-ddpm")
 STEPS = (5,) if QUICK else (10, 25, 50)
-SEEDS = range(2) if QUICK else range(16)
+SEEDS = range(2) if QUICK else range(16) if FULL else range(8)
 WRTS = ("latent",) if QUICK else ("latent", "intermediate")
 ESTIMATORS = [("sdo", {"freeze": f}) for f in ("eps", "v", "x0")]
 

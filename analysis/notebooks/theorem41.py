@@ -35,6 +35,9 @@ from analysis.plots import plot_lambda_sweep, plot_theorem
 from analysis.theorem41 import lambda_sweep, loglog_slope, theorem_table
 
 QUICK = os.environ.get("SDO_ANALYSIS_QUICK") == "1"
+# SDO_ANALYSIS_FULL=1: three trained models up to N = 20, 3 samples, 30 power iterations (about 30 CPU-minutes);
+# the defaults run in a few minutes
+FULL = os.environ.get("SDO_ANALYSIS_FULL") == "1"
 OUT = os.environ.get("SDO_ANALYSIS_OUT", "results/analysis")
 os.makedirs(OUT, exist_ok=True)
 LAMBDAS = (0.3, 0.1, 0.03) if QUICK else (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3)
@@ -91,21 +94,24 @@ import torch  # noqa: E402
 import sdo  # noqa: E402
 from analysis.picard import trained_case  # noqa: E402
 
-TRAINED = [m for m in ("digits-ddpm", "fmnist-ddpm", "fmnist-ddpm-v2") if m in sdo.models.names()]
+TRAINED = ("digits-ddpm", "fmnist-ddpm-v2", "fmnist-ddpm") if FULL else ("digits-ddpm", "fmnist-ddpm-v2")
+TRAINED_STEPS = (2, 5) if QUICK else (2, 5, 10, 20) if FULL else (2, 5, 10)
+TRAINED_SEEDS = SEEDS if QUICK or FULL else (0, 1)
+ITERS = 3 if QUICK else 30 if FULL else 10  # power iterations (an estimate from below)
 rows = []
-for name in TRAINED[:1] if QUICK else TRAINED:
+for name in [m for m in TRAINED if m in sdo.models.names()][: 1 if QUICK else None]:
     try:
         model = sdo.models.get(name)
     except (ValueError, OSError) as err:
         print(f"{name}: not available ({err})")
         continue
-    for steps in (2, 5) if QUICK else (2, 5, 10, 20):
-        for seed in SEEDS:
+    for steps in TRAINED_STEPS:
+        for seed in TRAINED_SEEDS:
             obj = sdo.objectives.get("target-mse", seed=7)
             problem = sdo.Problem(
                 model, sdo.samplers.get("ddim", steps=steps), obj, seed=seed, dtype=torch.float64
             )
-            rows.append({"model": name, "seed": seed, **trained_case(problem, iters=3 if QUICK else 30)})
+            rows.append({"model": name, "seed": seed, **trained_case(problem, iters=ITERS)})
 trained = pd.DataFrame(rows)
 trained.to_csv(f"{OUT}/theorem41_trained.csv", index=False)
 print(

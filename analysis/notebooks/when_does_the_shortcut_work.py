@@ -34,11 +34,14 @@ from analysis.shortcut import accuracy_rows, make_problem, mechanism, snapshots,
 from sdo.train.recipes import work_dir
 
 QUICK = os.environ.get("SDO_ANALYSIS_QUICK") == "1"
+# SDO_ANALYSIS_FULL=1: N up to 50, 8 samples, training progress at N = 10 and 50 (about 90 CPU-minutes);
+# the defaults run in under 10 minutes on 2 cores
+FULL = os.environ.get("SDO_ANALYSIS_FULL") == "1"
 OUT = os.environ.get("SDO_ANALYSIS_OUT", "results/analysis")
 os.makedirs(OUT, exist_ok=True)
 TRAINED = ("digits-ddpm", "fmnist-ddpm-v2")
-STEPS = (5,) if QUICK else (10, 25, 50)
-SEEDS = range(2) if QUICK else range(8)
+STEPS = (5,) if QUICK else (10, 25, 50) if FULL else (10, 25)
+SEEDS = range(2) if QUICK else range(8) if FULL else range(4)
 WRTS = ("latent",) if QUICK else ("latent", "intermediate", "params")
 ESTIMATORS = ["sdo", ("truncated", {"K": 1}), ("neumann", {"K": 1}), "sdo-all", "adjoint", "reversible"]
 
@@ -85,7 +88,7 @@ if "params" in WRTS:
 # ## 2. Accuracy vs training progress (random init → trained)
 
 # %%
-PROGRESS_STEPS = STEPS[-1:] if QUICK else (10, 50)
+PROGRESS_STEPS = STEPS[-1:] if QUICK else (10, 50) if FULL else (10,)
 PROGRESS_SEEDS = SEEDS[:1] if QUICK else SEEDS
 rows = []
 for name in TRAINED:
