@@ -34,7 +34,7 @@ from analysis.shortcut import accuracy_rows, make_problem, mechanism, snapshots,
 from sdo.train.recipes import work_dir
 
 QUICK = os.environ.get("SDO_ANALYSIS_QUICK") == "1"
-# SDO_ANALYSIS_FULL=1: N up to 50, 8 samples, training progress at N = 10 and 50 (about 90 CPU-minutes);
+# SDO_ANALYSIS_FULL=1: N up to 50, 8 samples, every training snapshot at N = 10 and 50 (about 90 CPU-minutes);
 # the defaults run in under 10 minutes on 2 cores
 FULL = os.environ.get("SDO_ANALYSIS_FULL") == "1"
 OUT = os.environ.get("SDO_ANALYSIS_OUT", "results/analysis")
@@ -93,7 +93,9 @@ PROGRESS_SEEDS = SEEDS[:1] if QUICK else SEEDS
 rows = []
 for name in TRAINED:
     snaps = snapshots(work_dir(name) / "snapshots")
-    for step, path in snaps[:2] if QUICK else snaps:
+    # every snapshot with FULL; otherwise every other one and the last (random init and trained are both in)
+    snaps = snaps[:2] if QUICK else snaps if FULL else snaps[::2] + snaps[-1:] * (len(snaps) % 2 == 0)
+    for step, path in snaps:
         if not loadable(name, weights=str(path)):
             continue
         factory = {f"{name}@{step}": lambda p=path, n=name: sdo.models.get(n, weights=str(p))}
