@@ -383,12 +383,10 @@ def summarise(
     rows = []
     for method in methods if methods is not None else list(dict.fromkeys(df.method)):
         g = df[df.method == method] if len(df) else df
-        k, n = (int(g.success.sum()), len(g)) if len(g) else (0, 0)
-        lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
+        counts = success_counts(g)
+        n = counts["n"]
         row = dict(method=method, update=cfg.update, n=n, n_planned=planned, complete=n == planned)
-        row |= dict(
-            successes=k, success_pct=100 * k / n if n else np.nan, ci_lo_pct=100 * lo, ci_hi_pct=100 * hi
-        )
+        row |= {k: v for k, v in counts.items() if k != "n"}
         by_seed = list(g.groupby("seed")) if n else []
         row["per_seed_pct"] = " / ".join(f"{100 * s.success.mean():.1f}" for _, s in by_seed)
         row["per_seed_n"] = " / ".join(str(len(s)) for _, s in by_seed)
@@ -445,10 +443,8 @@ def paired(
 
 def success_on_pairs(who: str, success: np.ndarray) -> dict:
     """`who`'s success rate on the paired samples with its Clopper-Pearson interval (percent; nan if none)."""
-    k, n = int(success.sum()), len(success)
-    lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
-    rate = 100 * k / n if n else np.nan
-    return {f"{who}_success_pct": rate, f"{who}_ci_lo_pct": 100 * lo, f"{who}_ci_hi_pct": 100 * hi}
+    counts = success_counts(pd.DataFrame(dict(success=success)))
+    return {f"{who}_{k}": counts[k] for k in ("success_pct", "ci_lo_pct", "ci_hi_pct")}
 
 
 MARGIN_BINS = 4  # clean-margin strata at most
