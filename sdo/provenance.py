@@ -84,7 +84,7 @@ def now() -> str:
 
 def provenance(argv: list[str] | None = None, device: str | torch.device | None = None) -> dict:
     """Source (commit, dirty, version), torch/diffusers/python versions, platform, host, threads, date and
-    the command (`argv`, default sys.argv); with `device`, its readable name too."""
+    the command (`argv`, default sys.argv); with `device`, the device and its readable name too."""
     rec = {
         **source(),
         "torch_version": torch.__version__,
@@ -97,5 +97,5 @@ def provenance(argv: list[str] | None = None, device: str | torch.device | None 
         "command": shlex.join([os.path.basename(sys.executable), *(sys.argv if argv is None else argv)]),
     }
     if device is not None:
-        rec["device_name"] = device_name(device)
+        rec["device"], rec["device_name"] = str(device), device_name(device)
     return rec

@@ -124,7 +124,7 @@ class ChunkRunner:
         from ..provenance import now, provenance
 
         if self._provenance is None:
-            self._provenance = plain(provenance(device=self.device)) | {"device": str(self.device)}
+            self._provenance = plain(provenance(device=self.device))
         return self._provenance | {"date": now()}
 
     def get(self, key: str, settings: dict, compute: Callable[[], dict]) -> dict | None:

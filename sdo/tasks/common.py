@@ -77,8 +77,7 @@ def record(config, seeds=None, device: str | torch.device = "cpu", **extra) -> d
     from ..provenance import provenance
 
     cfg = vars(config) if hasattr(config, "__dataclass_fields__") else dict(config)
-    prov = provenance(device=device) | {"device": str(device)}
-    return dict(provenance=prov, config=cfg, seeds=seeds, **extra)
+    return dict(provenance=provenance(device=device), config=cfg, seeds=seeds, **extra)
 
 
 def usable_estimators(wanted, wrt: str) -> list[str]:
