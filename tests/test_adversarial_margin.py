@@ -1,6 +1,8 @@
 """Attack success at equal starting margin: clean-margin strata, the Mantel-Haenszel comparison against SDO,
 its verdicts, and the README sentence next to the SDO vs reversible row."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,23 +119,75 @@ def paired_row(comparison: str) -> dict:
     )
 
 
-def test_readme_states_the_equal_margin_comparison_next_to_reversible(tmp_path):
+def write_margin_tables(out, adjusted_verdict: str, or_lo: float = 0.4, or_hi: float = 22.5) -> None:
+    """Paired, summary and adjusted tables of a run where reversible wins every discordant pair."""
     pd.DataFrame([paired_row("sdo vs adjoint"), paired_row("sdo vs reversible")]).to_csv(
-        tmp_path / "adversarial-gd-paired.csv"
+        out / "adversarial-gd-paired.csv"
     )
     pd.DataFrame(dict(method=["sdo", "adjoint", "reversible"], clean_margin=[97.6, 97.6, 13.8])).to_csv(
-        tmp_path / "adversarial-gd.csv"
+        out / "adversarial-gd.csv"
     )
     pd.DataFrame(
         dict(
             comparison=["sdo vs reversible"], n_strata=[2], n_strata_used=[1], odds_ratio_other_over_ref=[3.0]
         )
-        | dict(or_lo=[0.4], or_hi=[22.5], crude_odds_ratio=[36.0], verdict=["inconclusive"])
-    ).to_csv(tmp_path / "adversarial-gd-adjusted.csv")
+        | dict(or_lo=[or_lo], or_hi=[or_hi], crude_odds_ratio=[36.0], verdict=[adjusted_verdict])
+    ).to_csv(out / "adversarial-gd-adjusted.csv")
+
+
+def test_readme_states_the_equal_margin_comparison_next_to_reversible(tmp_path):
+    write_margin_tables(tmp_path, "inconclusive")
     table = claims(tmp_path).set_index("claim")
     doodl = table.filter(like="DOODL", axis=0).iloc[0]
-    assert doodl.verdict == "contradicts"  # the paired verdict is kept
+    assert doodl.verdict == "inconclusive"  # not the paired test's 'contradicts': the images differ
+    assert table.filter(like="AdjointDPM", axis=0).iloc[0].verdict == "contradicts"  # same images: paired
     assert "coupled sampler's clean samples (mean clean margin 13.8 vs SDO's 97.6, nearer" in doodl.ours
     assert "at equal starting margin (1 of 2 clean-margin strata informative" in doodl.ours
     assert "reversible / SDO 3.00 [0.40, 22.50], inconclusive" in doodl.ours
     assert "equal starting margin" not in table.filter(like="AdjointDPM", axis=0).iloc[0].ours
+
+
+@pytest.mark.parametrize(
+    "adjusted_verdict, expected",
+    [
+        (ADJUSTED_VERDICTS[0], "contradicts"),
+        (ADJUSTED_VERDICTS[1], "reproduces"),
+        ("inconclusive", "inconclusive"),
+    ],
+)
+def test_reversible_success_verdict_follows_the_equal_margin_comparison(tmp_path, adjusted_verdict, expected):
+    write_margin_tables(tmp_path, adjusted_verdict, 1.5, 9.0)
+    doodl = claims(tmp_path).set_index("claim").filter(like="DOODL", axis=0).iloc[0]
+    assert doodl.verdict == expected
+
+
+def test_readme_says_how_often_the_coupled_sampler_departs_from_ddim(tmp_path):
+    write_margin_tables(tmp_path, "inconclusive")
+    counts = {
+        "0": dict(candidates=1400, misclassified=10, rejected_by_judge=13)
+        | dict(excluded_only_by_the_coupled_sample=1171, excluded=1191),
+        "1": dict(candidates=100, misclassified=0, rejected_by_judge=0)
+        | dict(excluded_only_by_the_coupled_sample=20, excluded=20),
+    }
+    (tmp_path / "adversarial-gd.json").write_text(json.dumps(dict(exclusion_counts=counts)))
+    doodl = claims(tmp_path).set_index("claim").filter(like="DOODL", axis=0).iloc[0]
+    # DDIM passes 1400 - 20 = 1380 of seed 0 and all 100 of seed 1; the coupled sample fails 1171 + 20 of them
+    assert "fails the exclusions on 1191 of the 1480 candidates whose DDIM sample passes (80 %)" in doodl.ours
+
+
+def test_image_change_of_a_coupled_sampler_method_gets_no_verdict(tmp_path):
+    write_margin_tables(tmp_path, "inconclusive")
+    rows = pd.read_csv(tmp_path / "adversarial-gd-paired.csv")
+    rows[["perceptual_other_minus_ref", "perceptual_diff_lo", "perceptual_diff_hi", "n_pairs"]] = [
+        0.3,
+        0.2,
+        0.4,
+        30,
+    ]
+    rows.to_csv(tmp_path / "adversarial-gd-paired.csv", index=False)
+    table = claims(tmp_path).set_index("claim")
+    assert table.loc[
+        "SDO changes images less than adjoint (Table 5 LPIPS; ours: judge-feature distance)"
+    ].verdict == ("reproduces")
+    doodl = table.loc["SDO changes images less than reversible (Table 5 LPIPS; ours: judge-feature distance)"]
+    assert doodl.verdict == "inconclusive" and "not SDO's" in doodl.ours
