@@ -21,7 +21,8 @@ from sdo.tasks.adversarial import (
 from sdo.tasks.common import TaskModels
 from sdo.tasks.report import claims
 from sdo.tasks.reward import RewardConfig, add_lora, finetune, lora_parameters, reward_fn
-from sdo.tasks.style import ShiftedSolver
+from sdo.tasks.sampling import class_cond
+from sdo.tasks.style import ShiftedSolver, StyleConfig, optimise
 
 
 class Stub(nn.Module):
@@ -101,6 +102,26 @@ def test_shifted_solver_moves_x_k_by_the_offset(digits):
     shifted = ShiftedSolver(solver, k=1, offset=torch.ones(1))
     assert torch.allclose(shifted.step(2, x, m, ())[0], solver.step(2, x, m, ())[0] + 1)
     assert torch.equal(shifted.step(3, x, m, ())[0], solver.step(3, x, m, ())[0])
+
+
+@pytest.mark.parametrize("wrt", ["latent", "intermediate"])
+def test_style_optimisation_does_not_depend_on_the_micro_batch(digits, wrt):
+    objective = sdo.objectives.get("callable", fn=lambda x: (x - 0.3).pow(2).flatten(1).sum(1).mean())
+    z = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = class_cond(digits, torch.arange(5))
+    runs = {
+        m: optimise(
+            digits, objective, z, wrt, 2, "bptt", StyleConfig(n=5, steps=4, opt_steps=3, micro_batch=m), cond
+        )
+        for m in (5, 2, 1)
+    }
+    whole = runs[5]
+    assert whole["status"] == "ok" and whole["losses"][-1] < whole["losses"][0]
+    for m in (2, 1):
+        assert torch.allclose(runs[m]["x"], whole["x"], atol=1e-5)
+        assert runs[m]["losses"] == pytest.approx(whole["losses"], rel=1e-5)
+    with pytest.raises(ValueError, match="micro_batch"):
+        StyleConfig(micro_batch=0)
 
 
 def test_lora_finetuning_changes_only_the_adapters():
