@@ -20,7 +20,15 @@ from sdo.tasks.adversarial import (
 )
 from sdo.tasks.common import TaskModels
 from sdo.tasks.report import claims
-from sdo.tasks.reward import RewardConfig, add_lora, finetune, lora_parameters, reward_fn
+from sdo.tasks.reward import (
+    RewardConfig,
+    add_lora,
+    class_log_odds,
+    finetune,
+    lora_parameters,
+    reward_fn,
+    run_reward,
+)
 from sdo.tasks.sampling import class_cond
 from sdo.tasks.style import ShiftedSolver, StyleConfig, optimise
 
@@ -127,7 +135,7 @@ def test_style_optimisation_does_not_depend_on_the_micro_batch(digits, wrt):
 def test_lora_finetuning_changes_only_the_adapters():
     base = sdo.models.get("fmnist-ddpm")
     rcfg = RewardConfig(batch=1, steps=2, opt_steps=1, eval_n=2, seeds=(0,), prompts=(0,), held_out=(1,))
-    reward = reward_fn("class", sdo.models.trained.fmnist_classifier(), rcfg)
+    reward = reward_fn("class-odds", sdo.models.trained.fmnist_classifier(), rcfg)
     run = finetune(base, reward, "sdo", rcfg, lr=1e-2, seed=0, classes=rcfg.prompts)
     assert run["status"] == "ok"
     tuned = run["model"].state_dict()
@@ -136,6 +144,22 @@ def test_lora_finetuning_changes_only_the_adapters():
         assert torch.equal(tuned.get(name, tuned.get(key)), value)
     assert any(p.abs().sum() > 0 for n, p in lora_parameters(run["model"]).items() if "lora_B" in n)
     assert set(lora_parameters(add_lora(base, 2, 0))) == set(lora_parameters(run["model"]))
+
+
+def test_class_log_odds_against_probabilities_and_without_vanishing_gradient():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 9.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1])
+    p = logits.softmax(1).gather(1, labels[:, None])[:, 0]
+    odds = class_log_odds(logits, labels)
+    assert torch.allclose(odds, (p / (1 - p)).log())
+    (grad,) = torch.autograd.grad(odds[1], logits)
+    # d/dz_c of the log-odds is 1 however confident the classifier is (log p's is 1 - p ~ 3e-4 here)
+    assert grad[1, 1].item() == pytest.approx(1.0) and grad[1].sum().item() == pytest.approx(0.0)
+
+
+def test_reward_task_rejects_unknown_rewards(tmp_path):
+    with pytest.raises(ValueError, match="valid: class-odds, style"):
+        run_reward(RewardConfig(), methods=["sdo"], rewards=["class"], out=tmp_path, tm=object())
 
 
 def test_readme_verdicts_follow_the_intervals(tmp_path):

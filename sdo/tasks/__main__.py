@@ -19,7 +19,7 @@ from .adversarial import UPDATES, AdversarialConfig, run_adversarial
 from .chunks import CHUNK_DIR, ChunkRunner
 from .common import DEFAULT_MODEL, RESULTS, load_models, markdown
 from .devices import task_device
-from .reward import METHODS, RewardConfig, run_reward
+from .reward import METHODS, REWARDS, RewardConfig, run_reward
 from .style import StyleConfig, run_style
 
 # Quick settings: every task end to end in about a minute (make tasks-quick, the tests), same code path.
@@ -70,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--estimators", nargs="*", default=None, help="adversarial/style: estimator names")
     p.add_argument("--methods", nargs="*", default=None, help=f"reward: any of {list(METHODS)}")
+    p.add_argument("--rewards", nargs="*", default=list(REWARDS), help=f"reward: any of {list(REWARDS)}")
     p.add_argument("--update", nargs="*", default=list(UPDATES), help="adversarial: gd (paper) and/or sign")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     p.add_argument(
@@ -103,6 +104,7 @@ def run(
     estimators=None,
     methods=None,
     updates=UPDATES,
+    rewards=REWARDS,
     tm=None,
     seeds=None,
     overrides=(),
@@ -127,7 +129,7 @@ def run(
         tables["style"] = run_style(cfg, estimators, out, tm, runner)
     if task in ("reward", "all"):
         cfg = RewardConfig(**settings("reward", quick, seeds, overrides))
-        tables["reward"] = run_reward(cfg, methods, out=out, tm=tm, runner=runner)
+        tables["reward"] = run_reward(cfg, methods, rewards, out, tm, runner)
     write_readme(out)
     return tables
 
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         args.estimators,
         args.methods,
         args.update,
+        args.rewards,
         tm,
         args.seeds,
         args.set,

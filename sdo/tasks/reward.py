@@ -22,7 +22,7 @@ from .devices import module_device
 from .sampling import class_cond, latents, sample_from_latent
 from .stats import bootstrap_interval, t_interval
 
-REWARDS = ("class", "style")
+REWARDS = ("class-odds", "style")
 METHODS = {  # label -> (estimator, options)
     "sdo": ("sdo", {}),
     "alignprop-uniform": ("alignprop", {}),
@@ -46,7 +46,7 @@ class RewardConfig:
     clip: float = 1.0
     prompts: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # the class "prompt set" fine-tuned on
     held_out: tuple[int, ...] = (7, 8, 9)  # classes for the learning-rate sweep only
-    sweep_factors: tuple[float, ...] = (1.0, 4.0, 16.0)  # x the batch-scaled paper lr
+    sweep_factors: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0)  # x the batch-scaled paper lr
     sweep_steps: int = 8
     range_weight: float = 10.0  # on-manifold term: penalty on pixels outside [-1, 1]
     style_class: int = 8  # reference image of the style reward: the first test-set Bag
@@ -76,13 +76,21 @@ def out_of_range(x: torch.Tensor) -> torch.Tensor:
     return (x.abs() - 1).clamp(min=0).pow(2).flatten(1).mean(1)
 
 
+def class_log_odds(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(c | x) / (1 - p(c | x)) = z_c - logsumexp_{k != c} z_k: unbounded, and its gradient does not vanish
+    as p(c | x) -> 1 (log p's does, like 1 - p)."""
+    target = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf")).logsumexp(1)
+    return target - others
+
+
 def reward_fn(kind: str, classifier, cfg: RewardConfig):
-    """r(x, c) per sample: 'class' = log p(c | x) of the attacked classifier (the prompt's class; no clamp, so
-    no zero gradient) or 'style' = -log Gram style loss to a test image; both minus range_weight * out_of_range."""
-    if kind == "class":
+    """r(x, c) per sample: 'class-odds' = log-odds of the prompt's class under the attacked classifier, or
+    'style' = -log Gram style loss to a test image; both minus range_weight * out_of_range."""
+    if kind == "class-odds":
 
         def score(x, labels):
-            return classifier(x).log_softmax(1).gather(1, labels[:, None])[:, 0]
+            return class_log_odds(classifier(x), labels)
 
     elif kind == "style":
         from ..models.trained import ClassifierFeatures
@@ -228,7 +236,7 @@ def gradient_norm_vs_depth(
 ) -> pd.DataFrame:
     """Fig. 11a over cfg.depth_batches batches, one chunk per batch: the rows of the stored batches."""
     runner.progress("reward grad norm vs depth", cfg.depth_batches)
-    settings = settings_of(cfg, DEPTH_FIELDS, reward="class") | models
+    settings = settings_of(cfg, DEPTH_FIELDS, reward="class-odds") | models
     rows = []
     for b in range(cfg.depth_batches):
         chunk = runner.get(
@@ -420,13 +428,15 @@ def run_reward(
 ) -> pd.DataFrame:
     """Sweep, fine-tune (every reward, method and seed), Fig. 11a/b/c and Fig. 13 analogues from the chunks
     under out/chunks/ (computing the missing ones until the runner's limit); writes reward-*."""
-    cfg = cfg or RewardConfig()
-    tm = tm or load_models()
-    runner = runner or ChunkRunner(out, device=tm.device)
-    methods = list(methods or METHODS)
+    methods, rewards = list(methods or METHODS), list(rewards)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
+    if not rewards or set(rewards) - set(REWARDS):
+        raise ValueError(f"unknown or no rewards {rewards}; valid: {', '.join(REWARDS)}")
+    cfg = cfg or RewardConfig()
+    tm = tm or load_models()
+    runner = runner or ChunkRunner(out, device=tm.device)
     models, reference = model_settings(tm), reward_reference(tm, cfg)
     runs, curves, sweeps, tuned, keys = [], {}, [], {}, []
     for kind in rewards:
@@ -443,7 +453,7 @@ def run_reward(
             curves[f"{kind}/{method}/{seed}"] = run["log"]
             if (
                 run["status"] == "ok"
-                and kind in ("class", "style")
+                and kind in ("class-odds", "style")
                 and method == "sdo"
                 and seed == cfg.seeds[0]
             ):
@@ -454,7 +464,7 @@ def run_reward(
                 | dict(s_per_step=run["s_per_step"])
                 | run["diagnostics"]
             )
-    depth = gradient_norm_vs_depth(tm.model, reward_fn("class", tm.attacked, cfg), cfg, runner, models)
+    depth = gradient_norm_vs_depth(tm.model, reward_fn("class-odds", tm.attacked, cfg), cfg, runner, models)
     keys += [depth_key(b) for b in range(cfg.depth_batches)]
     cover = runner.coverage(keys)
     note = table_note(cover, "reward", "reward-curves.json")
@@ -469,7 +479,7 @@ def run_reward(
     write_table(summary, "reward-gradnorm-depth", out, note=note)
     if not summary.empty:
         plot_depth(summary, out / "reward-gradnorm-depth.png")
-    if ("class", "sdo", cfg.seeds[0]) in tuned:
+    if ("class-odds", "sdo", cfg.seeds[0]) in tuned:
         lora_interpolation(tuned, tm, cfg, out)
     notes = record(
         cfg,
@@ -481,8 +491,9 @@ def run_reward(
         lr_rule="paper AdamW lr 4e-4 at batch 64 (16 x 4 accumulation), square-root scaled to our batch, then "
         "x each sweep factor; per method the factor with the best held-out eval reward after sweep_steps",
         rewards={
-            "class": "log p(prompt class | x) of fmnist-classifier minus range_weight * mean squared excess of "
-            "pixels beyond [-1, 1] (no clamp, so no zero gradient from saturation)",
+            "class-odds": "log-odds log p/(1-p) of the prompt class under fmnist-classifier minus range_weight * "
+            "mean squared excess of pixels beyond [-1, 1] (unbounded, no clamp, so no zero gradient from "
+            "saturation; log p itself had no headroom at guidance 3: the base model scores log p ~ -0.05)",
             "style": "-log Gram style loss (fmnist-classifier conv features) to a test-set Bag, minus the same "
             "range penalty",
         },
@@ -502,20 +513,17 @@ def lora_interpolation(tuned, tm, cfg: RewardConfig, out: Path) -> None:
     n = min(10, cfg.eval_n)
     labels = torch.tensor(cfg.prompts)[torch.arange(n) % len(cfg.prompts)].to(tm.device)
     z, cond = latents(tm.model, n, 10_000), class_cond(tm.model, labels)
-    reward = reward_fn("class", tm.attacked, cfg)
-    variants = [
-        (f"class LoRA x{a}", scale_lora(tuned[("class", "sdo", seed)], a)) for a in (0.0, 0.5, 1.0, 1.5, 2.0)
-    ]
+    reward = reward_fn("class-odds", tm.attacked, cfg)
+    tuned_class = tuned[("class-odds", "sdo", seed)]
+    variants = [(f"class LoRA x{a}", scale_lora(tuned_class, a)) for a in (0.0, 0.5, 1.0, 1.5, 2.0)]
     if ("style", "sdo", seed) in tuned:
-        variants.append(
-            ("class + style", merged(tuned[("class", "sdo", seed)], tuned[("style", "sdo", seed)]))
-        )
+        variants.append(("class + style", merged(tuned_class, tuned[("style", "sdo", seed)])))
     grids, rows = [], []
     for label, m in variants:
         x = sample_from_latent(m, z, cfg.steps, cond=cond)
         grids.append(x.clamp(-1, 1))
         with torch.no_grad():
-            rows.append(dict(lora=label, class_reward=reward(x, labels).mean().item()))
+            rows.append(dict(lora=label, class_log_odds_reward=reward(x, labels).mean().item()))
     write_table(pd.DataFrame(rows), "reward-lora-scale", out)
     image_grid(grids, [v[0] for v in variants], out / "reward-lora-scale.png", "LoRA scale (SDO fine-tuned)")
 
