@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
-import os
 import statistics
 import time
 import traceback
@@ -17,7 +16,7 @@ import torch
 
 import sdo
 from sdo.loop import Rollout, keep_set, trainable
-from sdo.measure import count_flops, live_tensor_bytes, saved_tensor_bytes, timed
+from sdo.measure import count_flops, live_tensor_bytes, load_1m, saved_tensor_bytes, timed
 from sdo.result import GradResult
 
 from .grid import FLOORS, Case
@@ -313,13 +312,6 @@ def timed_round(m: Member) -> None:
     m.method = mem["method"]
 
 
-def _load() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
 def timing(m: Member) -> dict:
     """Median time with its bootstrap interval, min/max/IQR, and the peak memory over the rounds."""
     if not m.times:
@@ -349,7 +341,7 @@ def run_group(cases: list[Case], ctx: Context | None = None, running=None) -> li
     first, then the timed rounds interleaved A B C A B C ... so drift and load hit all members alike.
     `running(case)`, if given, is told which case is about to run (a worker reports it before a crash)."""
     ctx, running = ctx or Context(), running or (lambda case: None)
-    t0, loads = time.perf_counter(), [_load()]
+    t0, loads = time.perf_counter(), [load_1m()]
     members = []
     for c in cases:
         running(c)
@@ -364,7 +356,7 @@ def run_group(cases: list[Case], ctx: Context | None = None, running=None) -> li
             timed_round(m)
         except Exception as exc:  # noqa: BLE001
             _fail(m, exc)
-        loads.append(_load())
+        loads.append(load_1m())
     group = {
         "group_members": [c.estimator for c in cases],
         "group_order": "interleaved",

@@ -12,7 +12,6 @@ import numpy as np
 LEVEL = 0.95
 BOOTSTRAP = 4000
 SEED = 0
-LOAD_MARGIN = 0.5  # a group is flagged when the 1-minute load exceeded threads + LOAD_MARGIN
 
 
 def interleaved(rounds: dict[str, int]) -> list[tuple[int, str]]:
@@ -68,13 +67,6 @@ def summed(*series: Sequence[float]) -> list[float]:
     """Per-round sums of several paired series (e.g. floor-sample + floor-step), cut to the shortest."""
     k = min(len(s) for s in series)
     return [float(sum(s[i] for s in series)) for i in range(k)]
-
-
-def loaded(load_1m: float | None, threads: int | None) -> bool:
-    """True when the machine was busier than the measurement itself: load > threads + LOAD_MARGIN."""
-    if load_1m is None or threads is None or not math.isfinite(load_1m):
-        return False
-    return load_1m > threads + LOAD_MARGIN
 
 
 VERDICTS = ("holds", "misses", "inconclusive", "flagged", "not measured")

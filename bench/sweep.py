@@ -4,12 +4,13 @@ regenerate the tables, figures and README and print a concise summary."""
 from __future__ import annotations
 
 import collections
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
+
+from sdo.measure import load_1m
 
 from . import report
 from .grid import Case, missing_weights
@@ -54,7 +55,7 @@ def sweep(
         with tqdm(total=len(todo), disable=not progress, unit="case", dynamic_ncols=True) as bar:
             for cases, recs in run.map(feed_groups(groups, deadline, started)):
                 for case, rec in zip(cases, recs):
-                    new.append(_keep(out, {**rec, **prov, "load_avg_1m": _load()}))
+                    new.append(_keep(out, {**rec, **prov, "load_avg_1m": load_1m()}))
                     bar.set_postfix_str(f"{case.key} {rec['status']}", refresh=False)
                     bar.update()
     finally:
@@ -108,14 +109,6 @@ def _runner(launcher: str, out: Path, imports, timeout_s, slurm):
     """Group runners (subprocess, inprocess, slurm); `local` submitit jobs measure one case each."""
     run = runner(launcher, out, imports, timeout_s, slurm=slurm)
     return _PerCase(run) if launcher == "local" else run
-
-
-def _load() -> float | None:
-    """The 1-minute load average as the case ends (other processes sharing the CPU inflate times)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
 
 
 def _keep(out: Path, rec: dict) -> dict:

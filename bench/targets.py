@@ -18,8 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sdo.measure import LOAD_MARGIN, loaded
+
 from .ratios import MIB, number, ratio
-from .stats import LOAD_MARGIN, Estimate, loaded, verdict, with_interval
+from .stats import Estimate, verdict, with_interval
 
 
 @dataclass

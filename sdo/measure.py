@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
+import os
 import threading
 import time
 import weakref
@@ -211,3 +213,21 @@ def cuda_peak_memory(device: torch.device | str) -> Iterator[dict]:
     yield rec
     torch.cuda.synchronize(dev)
     rec["peak_bytes"] = int(torch.cuda.max_memory_allocated(dev))
+
+
+LOAD_MARGIN = 0.5  # a timing is loaded when the 1-minute load exceeded its threads + LOAD_MARGIN
+
+
+def load_1m() -> float | None:
+    """The 1-minute load average now (other processes sharing the CPU inflate times); None where unavailable."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def loaded(load: float | None, threads: int | None) -> bool:
+    """True when the machine was busier than the measurement itself: load > threads + LOAD_MARGIN."""
+    if load is None or threads is None or not math.isfinite(load):
+        return False
+    return load > threads + LOAD_MARGIN

@@ -9,13 +9,13 @@ from bench.stats import (
     Estimate,
     bootstrap_median,
     interleaved,
-    loaded,
     paired_ratio,
     significant,
     summed,
     verdict,
     with_interval,
 )
+from sdo.measure import loaded
 
 
 def test_rounds_are_interleaved_and_a_short_member_drops_out():

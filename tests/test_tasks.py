@@ -200,9 +200,11 @@ def test_quick_tasks_run_end_to_end_with_provenance(tmp_path):
         + ["--set", "adversarial.steps=4"]  # the candidate pool's sampling dominates; 4 steps keep it short
     )
     assert rc == 0
-    for name in ("adversarial-gd", "style", "reward-curves"):
+    for name in ("adversarial-gd", "style", "reward-curves", "reward-timing"):
         prov = json.loads((tmp_path / f"{name}.json").read_text())["provenance"]
         assert {"git_commit", "torch_version", "threads", "date", "command"} <= set(prov)
+    assert pd.read_csv(tmp_path / "reward-timing.csv").rounds.item() == 2
+    assert len(pd.read_csv(tmp_path / "reward-timing-rounds.csv")) == 4
     table = pd.read_csv(tmp_path / "adversarial-gd.csv")
     assert set(table.method) == {"sdo", "reversible"} and (table.n == 8).all()
     assert {"ci_lo_pct", "ci_hi_pct", "perceptual", "fid_change"} <= set(table.columns)

@@ -20,6 +20,7 @@ from .chunks import CHUNK_DIR, ChunkRunner
 from .common import DEFAULT_MODEL, RESULTS, load_models, markdown
 from .devices import task_device
 from .reward import METHODS, REWARDS, RewardConfig, run_reward
+from .reward_timing import TIMED, run_timing
 from .style import StyleConfig, run_style
 
 # Quick settings: every task end to end in about a minute (make tasks-quick, the tests), same code path.
@@ -36,6 +37,7 @@ QUICK = {
         sweep_steps=1,
         depth_batches=2,
         depths=(1, 4),
+        timing_rounds=2,
         seeds=(0, 1),
         fid_reference=200,
     ),
@@ -129,6 +131,8 @@ def run(
         tables["style"] = run_style(cfg, estimators, out, tm, runner)
     if task in ("reward", "all"):
         cfg = RewardConfig(**settings("reward", quick, seeds, overrides))
+        if set(TIMED) <= set(methods or METHODS):
+            tables["reward-timing"] = run_timing(cfg, tm, runner, out)
         tables["reward"] = run_reward(cfg, methods, rewards, out, tm, runner)
     write_readme(out)
     return tables

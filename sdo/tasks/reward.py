@@ -54,6 +54,7 @@ class RewardConfig:
     eval_every: int = 5
     depth_batches: int = 16  # Fig. 11a: batches for the gradient norm vs depth
     depths: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
+    timing_rounds: int = 20  # interleaved SDO / AlignProp-uniform steps for the runtime claim
     seeds: tuple[int, ...] = field(default=(0, 1, 2))
     fid_reference: int = 2000
 
@@ -179,21 +180,13 @@ def finetune(base, reward, method: str, cfg: RewardConfig, lr: float, seed: int,
     name, opts = METHODS[method]
     est = estimators.get(name, **({"seed": seed} if name in ("sdo", "alignprop") else {}), **opts)
     model = add_lora(base, cfg.rank, seed)
-    params = list(lora_parameters(model).values())
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
+    opt = adamw(model, lr)
     log, wall, status = [], 0.0, "ok"
     for step in range(cfg.opt_steps if steps is None else steps):
         z = latents(base, cfg.batch, seed * 100_000 + step)
         labels = prompt_labels(classes, cfg.batch, seed * 100_000 + step)
         with Stopwatch(z.device) as clock:
-            problem = problem_for(model, z, labels, reward, cfg.steps)
-            res = est(problem)
-            if res.ok:
-                for p, n in zip(problem.parameters().values(), problem.parameter_names()):
-                    p.grad = res.grads[n]
-                norm = torch.nn.utils.clip_grad_norm_(list(problem.parameters().values()), cfg.clip).item()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            res, norm = optimiser_step(model, opt, est, z, labels, reward, cfg)
         if not res.ok:
             status = res.status
             break
@@ -203,6 +196,26 @@ def finetune(base, reward, method: str, cfg: RewardConfig, lr: float, seed: int,
             entry["eval_reward"] = eval_reward(model, reward, cfg, cfg.prompts)
         log.append(entry)
     return dict(model=model, log=log, status=status)
+
+
+def adamw(model, lr: float) -> torch.optim.AdamW:
+    """The paper's optimiser on the LoRA parameters: AdamW, betas (0.9, 0.999), weight decay 1e-4."""
+    return torch.optim.AdamW(lora_parameters(model).values(), lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
+
+
+def optimiser_step(model, opt, est, z, labels, reward, cfg: RewardConfig):
+    """One fine-tuning step: the estimator's gradient of -reward wrt the LoRA parameters, clipped to cfg.clip,
+    then opt.step(); returns (the estimator's result, the pre-clip gradient norm or nan)."""
+    problem = problem_for(model, z, labels, reward, cfg.steps)
+    res = est(problem)
+    if not res.ok:
+        return res, float("nan")
+    for p, n in zip(problem.parameters().values(), problem.parameter_names()):
+        p.grad = res.grads[n]
+    norm = torch.nn.utils.clip_grad_norm_(list(problem.parameters().values()), cfg.clip).item()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return res, norm
 
 
 def depth_batch(base, reward, cfg: RewardConfig, b: int) -> dict:

@@ -106,6 +106,19 @@ def bootstrap_interval(
     return float(v.mean()), float(lo), float(hi)
 
 
+def bootstrap_ratio(
+    num, den, level: float = 0.95, draws: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean(num) / mean(den), lo, hi): percentile bootstrap over paired values (rounds resampled together)."""
+    a, b = np.asarray(num, float), np.asarray(den, float)
+    if a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"need paired, non-empty values; got {a.shape} and {b.shape}")
+    idx = np.random.default_rng(seed).integers(0, len(a), (draws, len(a)))
+    ratios = a[idx].mean(1) / b[idx].mean(1)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(a.mean() / b.mean()), float(lo), float(hi)
+
+
 def verdict(lo: float, hi: float, direction: str = "greater", null: float = 0.0) -> str:
     """'reproduces' when the interval [lo, hi] lies wholly on the claimed side of `null`, 'contradicts' when it
     lies wholly on the other side (it excludes the claim's direction), otherwise (or nan) 'inconclusive'."""

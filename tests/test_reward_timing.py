@@ -1,0 +1,79 @@
+"""The reward task's interleaved step timing: the depth strata, the ratio interval, the rounds and the claim."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sdo
+from sdo.measure import loaded
+from sdo.tasks.report import timing_claim
+from sdo.tasks.reward import RewardConfig, reward_fn
+from sdo.tasks.reward_timing import strata, timing_rounds, timing_summary
+from sdo.tasks.stats import bootstrap_ratio
+
+
+@pytest.mark.parametrize("n_steps, rounds", [(50, 20), (50, 12), (30, 7)])
+def test_depth_strata_average_to_alignprops_expected_depth(n_steps, rounds):
+    depths = strata(n_steps, rounds)
+    assert len(depths) == rounds and depths == sorted(depths)
+    assert 1 <= min(depths) and max(depths) <= n_steps
+    expected = np.arange(1, n_steps + 1).mean()  # K ~ U{1..N}
+    assert abs(np.mean(depths) - expected) <= 0.5
+
+
+def test_bootstrap_ratio_of_means():
+    assert bootstrap_ratio([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == (0.5, 0.5, 0.5)
+    m, lo, hi = bootstrap_ratio([1.0, 3.0], [2.0, 2.0])
+    assert m == 1.0 and lo == pytest.approx(0.5) and hi == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="paired"):
+        bootstrap_ratio([1.0], [1.0, 2.0])
+
+
+def test_load_flag():
+    assert loaded(1.6, 1) and not loaded(1.4, 1) and not loaded(None, 1) and not loaded(float("nan"), 1)
+
+
+def summary_row(ratio_hi, rounds=20, load=0.9):
+    return pd.Series(
+        dict(
+            rounds=rounds,
+            sdo_s=5.0,
+            alignprop_uniform_s=10.0,
+            ratio=0.5,
+            ratio_lo=0.45,
+            ratio_hi=ratio_hi,
+            threads=1,
+            median_load_1m=load,
+            loaded=loaded(load, 1),
+        )
+    )
+
+
+def test_timing_claim_verdicts():
+    assert timing_claim(summary_row(0.55)).get("verdict") == "reproduces"
+    assert timing_claim(summary_row(1.2)).get("verdict") == "inconclusive"
+    assert timing_claim(summary_row(0.55, rounds=12)).get("verdict") == "inconclusive"  # too few rounds
+    busy = timing_claim(summary_row(0.55, load=2.0))
+    assert busy["verdict"] == "inconclusive" and "under load" in busy["ours"]
+
+
+def test_timing_rounds_alternate_and_use_the_strata():
+    base = sdo.models.get("fmnist-ddpm")
+    cfg = RewardConfig(batch=1, steps=3, timing_rounds=3, seeds=(0,), prompts=(0, 1), held_out=(2,))
+    reward = reward_fn("class-odds", sdo.models.trained.fmnist_classifier(), cfg)
+    out = timing_rounds(base, reward, cfg)
+    rows = pd.DataFrame(out["rows"])
+    assert list(rows.method) == [
+        "sdo",
+        "alignprop-uniform",
+        "alignprop-uniform",
+        "sdo",
+        "sdo",
+        "alignprop-uniform",
+    ]
+    assert (rows.status == "ok").all() and (rows.seconds > 0).all()
+    assert rows[rows.method == "alignprop-uniform"].K.tolist() == strata(3, 3)
+    summary = timing_summary(rows, out["threads"])
+    assert summary["rounds"] == 3 and summary["ratio"] == pytest.approx(
+        summary["sdo_s"] / summary["alignprop_uniform_s"]
+    )
