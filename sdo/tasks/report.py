@@ -239,6 +239,25 @@ def _by_seed(runs: pd.DataFrame, kind: str, method: str, col: str) -> pd.Series:
     return g.set_index("seed")[col]
 
 
+COLLAPSE_FID_DRIFT = 50.0  # judge-feature FID drift beyond which a fine-tuned model has left the data
+
+
+def collapse_note(runs: pd.DataFrame, kind: str) -> str:
+    """'' when no SDO or AlignProp-uniform run of reward `kind` drifted beyond COLLAPSE_FID_DRIFT, else a note
+    with the counts: a reward raised by leaving the data is hacked, and a comparison of it gets no verdict."""
+    counts = []
+    for method, label in (("sdo", "SDO"), ("alignprop-uniform", "AlignProp-uniform")):
+        drift = _by_seed(runs, kind, method, "fid_drift")
+        counts.append((label, int((drift > COLLAPSE_FID_DRIFT).sum()), len(drift)))
+    if not any(k for _, k, _ in counts):
+        return ""
+    said = " and ".join(f"{k} of {n} {label} runs" for label, k, n in counts)
+    return (
+        f"; no verdict: {said} left the data (FID drift > {COLLAPSE_FID_DRIFT:g} in the judge's features), "
+        "so the reward was raised by hacking the classifier, not by better images"
+    )
+
+
 def reward_claims(out: Path) -> list[dict]:
     """Sec. 5.2: SDO's runtime about 50 % of AlignProp-uniform's (from the interleaved timing when stored, else
     the fine-tuning runs' own step times); SDO reaches a higher reward; Fig. 11a depth growth."""
@@ -274,11 +293,15 @@ def reward_claims(out: Path) -> list[dict]:
             if len(sdo) and len(ap):
                 gain = (sdo - ap).dropna()
                 m, lo, hi = t_interval(gain)
+                ours = (
+                    f"eval reward SDO - AlignProp-uniform {m:.3f} [{lo:.3f}, {hi:.3f}] over {len(gain)} seeds"
+                )
+                left = collapse_note(runs, kind)
                 rows.append(
                     dict(
                         claim=f"SDO reaches a higher reward than AlignProp-uniform in the same steps ({kind})",
-                        ours=f"eval reward SDO - AlignProp-uniform {m:.3f} [{lo:.3f}, {hi:.3f}] over {len(gain)} seeds",
-                        verdict=verdict(lo, hi, "greater", 0.0),
+                        ours=ours + left,
+                        verdict="inconclusive" if left else verdict(lo, hi, "greater", 0.0),
                         rests_on=rests_on(len(gain), planned, "seeds"),
                     )
                 )

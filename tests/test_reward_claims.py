@@ -1,4 +1,5 @@
-"""The reward task's interleaved step timing: the depth strata, the ratio interval, the rounds and the claim."""
+"""The reward task's claims: the interleaved step timing (depth strata, ratio interval, rounds, verdict) and
+the reward comparison, which gives no verdict when runs left the data."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +7,7 @@ import pytest
 
 import sdo
 from sdo.measure import loaded
-from sdo.tasks.report import timing_claim
+from sdo.tasks.report import reward_claims, timing_claim
 from sdo.tasks.reward import RewardConfig, reward_fn
 from sdo.tasks.reward_timing import strata, timing_rounds, timing_summary
 from sdo.tasks.stats import bootstrap_ratio
@@ -77,3 +78,25 @@ def test_timing_rounds_alternate_and_use_the_strata():
     assert summary["rounds"] == 3 and summary["ratio"] == pytest.approx(
         summary["sdo_s"] / summary["alignprop_uniform_s"]
     )
+
+
+def write_runs(path, sdo_drift, ap_drift):
+    rows = [
+        dict(reward="class-odds", method=m, seed=k, eval_after=after + k, s_per_step=1.0, fid_drift=d)
+        for m, after, drifts in (("sdo", 12.0, sdo_drift), ("alignprop-uniform", 10.0, ap_drift))
+        for k, d in enumerate(drifts)
+    ]
+    pd.DataFrame(rows).to_csv(path / "reward-runs.csv", index=False)
+
+
+def reward_row(path):
+    return next(r for r in reward_claims(path) if r["claim"].startswith("SDO reaches a higher reward"))
+
+
+def test_reward_verdict_needs_runs_that_stayed_on_the_data(tmp_path):
+    write_runs(tmp_path, [1.0, -3.0, 4.0], [10.0, 2.0, 0.5])
+    assert reward_row(tmp_path)["verdict"] == "reproduces"  # SDO - AlignProp = 2.0 on every seed
+    write_runs(tmp_path, [1.0, 300.0, 4.0], [10.0, 2.0, 0.5])
+    row = reward_row(tmp_path)
+    assert row["verdict"] == "inconclusive"
+    assert "1 of 3 SDO runs and 0 of 3 AlignProp-uniform runs left the data" in row["ours"]
