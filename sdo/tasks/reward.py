@@ -52,7 +52,7 @@ class RewardConfig:
     style_class: int = 8  # reference image of the style reward: the first test-set Bag
     eval_n: int = 64
     eval_every: int = 5
-    depth_batches: int = 16  # Fig. 11a: batches for the gradient norm vs depth
+    depth_batches: int = 20  # Fig. 11a: batches for the gradient norm vs depth (>= 20: a bootstrap verdict)
     depths: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
     timing_rounds: int = 20  # interleaved SDO / AlignProp-uniform steps for the runtime claim
     seeds: tuple[int, ...] = field(default=(0, 1, 2))
