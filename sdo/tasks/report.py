@@ -267,7 +267,8 @@ def reward_claims(out: Path) -> list[dict]:
     if summary is not None and "seeds_planned" in summary and len(summary):
         planned = _planned(summary.iloc[0], "seeds_planned")
     timing = _read(out, "reward-timing")
-    if timing is not None and len(timing):
+    timed = timing is not None and len(timing) > 0
+    if timed:
         rows.append(timing_claim(timing.iloc[0]))
     if runs is not None and len(runs):
         for kind in sorted(set(runs.reward)):
@@ -275,7 +276,7 @@ def reward_claims(out: Path) -> list[dict]:
                 _by_seed(runs, kind, "sdo", "s_per_step"),
                 _by_seed(runs, kind, "alignprop-uniform", "s_per_step"),
             )
-            if len(sdo) and len(ap) and timing is None:
+            if len(sdo) and len(ap) and not timed:
                 ratio = (sdo / ap).dropna()
                 m, lo, hi = t_interval(ratio)
                 rows.append(
