@@ -8,7 +8,7 @@ import pytest
 import sdo
 from sdo.measure import loaded
 from sdo.tasks.report import reward_claims, timing_claim
-from sdo.tasks.reward import RewardConfig, reward_fn
+from sdo.tasks.reward import RewardConfig, best_lr, reward_fn
 from sdo.tasks.reward_timing import strata, timing_rounds, timing_summary
 from sdo.tasks.stats import bootstrap_ratio
 
@@ -100,3 +100,16 @@ def test_reward_verdict_needs_runs_that_stayed_on_the_data(tmp_path):
     row = reward_row(tmp_path)
     assert row["verdict"] == "inconclusive"
     assert "1 of 3 SDO runs and 0 of 3 AlignProp-uniform runs left the data" in row["ours"]
+
+
+def test_sweep_picks_the_best_reward_among_rates_that_stay_on_the_data():
+    points = [
+        dict(lr=1.0, held_out_eval_reward=10.0, held_out_fid_drift=2.0),
+        dict(lr=4.0, held_out_eval_reward=11.0, held_out_fid_drift=40.0),
+        dict(
+            lr=16.0, held_out_eval_reward=30.0, held_out_fid_drift=900.0
+        ),  # hacked: best reward, off the data
+    ]
+    assert best_lr(points, 50.0) == 4.0
+    assert best_lr(points, 1.0) == 1.0  # none on the data: the least drifting
+    assert best_lr(points, float("inf")) == 16.0

@@ -12,6 +12,7 @@ import pandas as pd
 from .adversarial import ADJUSTED_VERDICTS
 from .chunks import coverage_note
 from .common import COUPLED, markdown
+from .reward import MAX_FID_DRIFT
 from .stats import bootstrap_interval, t_interval, verdict
 
 MIN_BOOTSTRAP_N = 20  # a percentile bootstrap over fewer samples or batches gives no verdict
@@ -239,21 +240,18 @@ def _by_seed(runs: pd.DataFrame, kind: str, method: str, col: str) -> pd.Series:
     return g.set_index("seed")[col]
 
 
-COLLAPSE_FID_DRIFT = 50.0  # judge-feature FID drift beyond which a fine-tuned model has left the data
-
-
 def collapse_note(runs: pd.DataFrame, kind: str) -> str:
-    """'' when no SDO or AlignProp-uniform run of reward `kind` drifted beyond COLLAPSE_FID_DRIFT, else a note
+    """'' when no SDO or AlignProp-uniform run of reward `kind` drifted beyond MAX_FID_DRIFT, else a note
     with the counts: a reward raised by leaving the data is hacked, and a comparison of it gets no verdict."""
     counts = []
     for method, label in (("sdo", "SDO"), ("alignprop-uniform", "AlignProp-uniform")):
         drift = _by_seed(runs, kind, method, "fid_drift")
-        counts.append((label, int((drift > COLLAPSE_FID_DRIFT).sum()), len(drift)))
+        counts.append((label, int((drift > MAX_FID_DRIFT).sum()), len(drift)))
     if not any(k for _, k, _ in counts):
         return ""
     said = " and ".join(f"{k} of {n} {label} runs" for label, k, n in counts)
     return (
-        f"; no verdict: {said} left the data (FID drift > {COLLAPSE_FID_DRIFT:g} in the judge's features), "
+        f"; no verdict: {said} left the data (FID drift > {MAX_FID_DRIFT:g} in the judge's features), "
         "so the reward was raised by hacking the classifier, not by better images"
     )
 

@@ -33,6 +33,7 @@ METHODS = {  # label -> (estimator, options)
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]
 LORA_PATTERN = r"\.lora_"
 PAPER_LR, PAPER_BATCH = 4e-4, 64  # AdamW lr 4e-4 at batch 16 x 4 accumulation steps
+MAX_FID_DRIFT = 50.0  # judge-feature FID drift beyond which a fine-tuned model has left the data
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RewardConfig:
     held_out: tuple[int, ...] = (7, 8, 9)  # classes for the learning-rate sweep only
     sweep_factors: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0)  # x the batch-scaled paper lr
     sweep_steps: int = 8
+    max_fid_drift: float = MAX_FID_DRIFT  # the sweep's lr must keep the held-out samples within this drift
     range_weight: float = 10.0  # on-manifold term: penalty on pixels outside [-1, 1]
     style_class: int = 8  # reference image of the style reward: the first test-set Bag
     eval_n: int = 64
@@ -278,32 +280,50 @@ def depth_summary(df: pd.DataFrame, planned: int | None = None) -> pd.DataFrame:
 
 # Settings every reward chunk depends on; sweep points and runs add their own.
 MODEL_FIELDS = ("batch", "steps", "range_weight", "style_class", "rank", "clip")
-SWEEP_FIELDS = (*MODEL_FIELDS, "held_out", "sweep_steps", "eval_n")
+SWEEP_FIELDS = (*MODEL_FIELDS, "held_out", "sweep_steps", "eval_n", "fid_reference")
 RUN_FIELDS = (*MODEL_FIELDS, "prompts", "opt_steps", "eval_n", "eval_every", "fid_reference")
 
 
-def sweep_point(base, reward, method: str, cfg: RewardConfig, lr: float) -> dict:
-    """sweep_steps of fine-tuning on the held-out classes at `lr` (seed 0), scored by the held-out eval reward."""
+def sweep_point(base, reward, method: str, cfg: RewardConfig, lr: float, judge, reference) -> dict:
+    """sweep_steps of fine-tuning on the held-out classes at `lr` (seed 0): the held-out eval reward and the
+    held-out samples' FID drift from the base model's."""
     run = finetune(base, reward, method, cfg, lr, 0, cfg.held_out, steps=cfg.sweep_steps)
-    score = eval_reward(run["model"], reward, cfg, cfg.held_out) if run["status"] == "ok" else -np.inf
-    return dict(status=run["status"], held_out_eval_reward=score)
+    if run["status"] != "ok":
+        return dict(status=run["status"], held_out_eval_reward=-np.inf, held_out_fid_drift=np.inf)
+    x, labels = eval_samples(run["model"], cfg, cfg.held_out)
+    with torch.no_grad():
+        score = reward(x, labels).mean().item()
+    drift = fid_drift(judge, x, reference["held_out"], reference["features"])
+    return dict(status="ok", held_out_eval_reward=score, held_out_fid_drift=drift)
 
 
-def sweep(base, kind: str, reward, methods, cfg: RewardConfig, runner: ChunkRunner, models: dict):
+def best_lr(points: list[dict], max_drift: float) -> float:
+    """The lr with the best held-out reward among the points whose held-out samples stayed on the data (FID
+    drift <= max_drift); the least drifting point's lr when none did. Picking by reward alone favours a rate
+    that raises the reward by leaving the data."""
+    on_data = [p for p in points if p["held_out_fid_drift"] <= max_drift]
+    if on_data:
+        return max(on_data, key=lambda p: p["held_out_eval_reward"])["lr"]
+    return min(points, key=lambda p: p["held_out_fid_drift"])["lr"]
+
+
+def sweep(tm, kind: str, reward, methods, cfg: RewardConfig, runner: ChunkRunner, models: dict, reference):
     """Per method, one chunk per learning rate factor x base_lr; returns the table of the stored points and
-    each method's best lr (None for a method with a sweep point missing)."""
+    each method's best lr (best_lr; None for a method with a sweep point missing)."""
     rows, best = [], {}
     for method in methods:
         for f in cfg.sweep_factors:
             lr = f * cfg.base_lr
             settings = settings_of(cfg, SWEEP_FIELDS, reward=kind, method=method, factor=f, lr=lr) | models
             key = f"reward/{kind}/sweep/{method}/lr-x{f:g}"
-            chunk = runner.get(key, settings, partial(sweep_point, base, reward, method, cfg, lr))
+            compute = partial(sweep_point, tm.model, reward, method, cfg, lr, tm.judge, reference)
+            chunk = runner.get(key, settings, compute)
             if chunk is not None:
-                rows.append(dict(reward=kind, method=method, lr=lr, factor=f) | chunk)
+                on_data = chunk["held_out_fid_drift"] <= cfg.max_fid_drift
+                rows.append(dict(reward=kind, method=method, lr=lr, factor=f) | chunk | dict(on_data=on_data))
         scored = [r for r in rows if r["method"] == method]
         complete = len(scored) == len(cfg.sweep_factors)
-        best[method] = max(scored, key=lambda r: r["held_out_eval_reward"])["lr"] if complete else None
+        best[method] = best_lr(scored, cfg.max_fid_drift) if complete else None
     return pd.DataFrame(rows), best
 
 
@@ -312,19 +332,23 @@ def saturated(x: torch.Tensor) -> float:
     return float((x.abs() >= 1).float().mean())
 
 
+def fid_drift(judge, x: torch.Tensor, base_feats, ref_feats) -> float:
+    """FID(x) - FID(base samples), both against the reference images, in the judge's features."""
+    from .fid import features, frechet_distance
+
+    return frechet_distance(features(judge, x), ref_feats) - frechet_distance(base_feats, ref_feats)
+
+
 def diagnostics(model, base, ref_feats, judge, log: pd.DataFrame, cfg: RewardConfig) -> dict:
     """Collapse diagnostics: zero-gradient steps, saturated pixels of the eval samples (and their change from the
     base model's), FID drift vs the base; `base` = (judge features, saturated fraction) of the base samples."""
-    from .fid import features, frechet_distance
-
     base_feats, base_saturated = base
     x, _ = eval_samples(model, cfg, cfg.prompts)
-    feats = features(judge, x)
     return dict(
         zero_grad_frac=float((log.grad_norm <= 1e-12).mean()) if len(log) else float("nan"),
         saturated_pixel_frac=saturated(x),
         saturated_change=saturated(x) - base_saturated,
-        fid_drift=frechet_distance(feats, ref_feats) - frechet_distance(base_feats, ref_feats),
+        fid_drift=fid_drift(judge, x, base_feats, ref_feats),
     )
 
 
@@ -419,8 +443,8 @@ def summarise(runs: list[dict], cfg: RewardConfig | None = None, groups=None) ->
 
 
 def reward_reference(tm, cfg: RewardConfig) -> dict:
-    """The judge features of the FID reference images, and of the base model's eval samples with their
-    saturated fraction."""
+    """The judge features of the FID reference images, of the base model's eval samples (with their saturated
+    fraction) and of its held-out samples (the sweep's)."""
     from ..data import fmnist_tensors
     from .fid import features
 
@@ -428,6 +452,7 @@ def reward_reference(tm, cfg: RewardConfig) -> dict:
     return dict(
         features=features(tm.judge, fmnist_tensors("test")[0][: cfg.fid_reference]),
         base=(features(tm.judge, x_base), saturated(x_base)),
+        held_out=features(tm.judge, eval_samples(tm.model, cfg, cfg.held_out)[0]),
     )
 
 
@@ -455,7 +480,7 @@ def run_reward(
     for kind in rewards:
         reward = reward_fn(kind, tm.attacked, cfg)
         runner.progress(f"reward {kind}", len(methods) * (len(cfg.sweep_factors) + len(cfg.seeds)))
-        table, best = sweep(tm.model, kind, reward, methods, cfg, runner, models)
+        table, best = sweep(tm, kind, reward, methods, cfg, runner, models, reference)
         sweeps.append(table)
         before = eval_reward(tm.model, reward, cfg, cfg.prompts)
         stored = finetune_all(tm, kind, reward, methods, best, cfg, runner, models, reference)
@@ -502,7 +527,8 @@ def run_reward(
         coverage=cover,
         base_lr=cfg.base_lr,
         lr_rule="paper AdamW lr 4e-4 at batch 64 (16 x 4 accumulation), square-root scaled to our batch, then "
-        "x each sweep factor; per method the factor with the best held-out eval reward after sweep_steps",
+        "x each sweep factor; per method the factor with the best held-out eval reward after sweep_steps among "
+        "those whose held-out samples' FID drift stays <= max_fid_drift (the least drifting one if none does)",
         rewards={
             "class-odds": "log-odds log p/(1-p) of the prompt class under fmnist-classifier minus range_weight * "
             "mean squared excess of pixels beyond [-1, 1] (unbounded, no clamp, so no zero gradient from "
