@@ -34,6 +34,7 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]
 LORA_PATTERN = r"\.lora_"
 PAPER_LR, PAPER_BATCH = 4e-4, 64  # AdamW lr 4e-4 at batch 16 x 4 accumulation steps
 MAX_FID_DRIFT = 50.0  # judge-feature FID drift beyond which a fine-tuned model has left the data
+FID_RULE = "test images of the samples' classes"  # the FID reference of the drift (reward_reference)
 
 
 @dataclass
@@ -293,7 +294,7 @@ def sweep_point(base, reward, method: str, cfg: RewardConfig, lr: float, judge, 
     x, labels = eval_samples(run["model"], cfg, cfg.held_out)
     with torch.no_grad():
         score = reward(x, labels).mean().item()
-    drift = fid_drift(judge, x, reference["held_out"], reference["features"])
+    drift = fid_drift(judge, x, reference["held_out"], reference["held_out_features"])
     return dict(status="ok", held_out_eval_reward=score, held_out_fid_drift=drift)
 
 
@@ -314,7 +315,10 @@ def sweep(tm, kind: str, reward, methods, cfg: RewardConfig, runner: ChunkRunner
     for method in methods:
         for f in cfg.sweep_factors:
             lr = f * cfg.base_lr
-            settings = settings_of(cfg, SWEEP_FIELDS, reward=kind, method=method, factor=f, lr=lr) | models
+            settings = (
+                settings_of(cfg, SWEEP_FIELDS, fid_rule=FID_RULE, reward=kind, method=method, factor=f, lr=lr)
+                | models
+            )
             key = f"reward/{kind}/sweep/{method}/lr-x{f:g}"
             compute = partial(sweep_point, tm.model, reward, method, cfg, lr, tm.judge, reference)
             chunk = runner.get(key, settings, compute)
@@ -400,7 +404,10 @@ def finetune_all(
             continue
         lr = best[method]
         for seed in cfg.seeds:
-            settings = settings_of(cfg, RUN_FIELDS, reward=kind, method=method, seed=seed, lr=lr) | models
+            settings = (
+                settings_of(cfg, RUN_FIELDS, fid_rule=FID_RULE, reward=kind, method=method, seed=seed, lr=lr)
+                | models
+            )
             compute = partial(finetune_chunk, tm, reward, method, cfg, lr, seed, reference)
             chunk = runner.get(keys[seed], settings, compute)
             if chunk is not None:
@@ -443,15 +450,24 @@ def summarise(runs: list[dict], cfg: RewardConfig | None = None, groups=None) ->
 
 
 def reward_reference(tm, cfg: RewardConfig) -> dict:
-    """The judge features of the FID reference images, of the base model's eval samples (with their saturated
-    fraction) and of its held-out samples (the sweep's)."""
+    """The judge features of the FID reference images of the prompt classes and of the held-out classes (test
+    images of the samples' own classes: against all classes, samples that wander into other classes would
+    lower the FID), of the base model's eval samples (with their saturated fraction) and of its held-out
+    samples (the sweep's)."""
     from ..data import fmnist_tensors
     from .fid import features
 
+    images, labels = fmnist_tensors("test")
+
+    def of_classes(classes) -> np.ndarray:
+        keep = torch.isin(labels, torch.tensor(classes))
+        return features(tm.judge, images[keep][: cfg.fid_reference])
+
     x_base = eval_samples(tm.model, cfg, cfg.prompts)[0]
     return dict(
-        features=features(tm.judge, fmnist_tensors("test")[0][: cfg.fid_reference]),
+        features=of_classes(cfg.prompts),
         base=(features(tm.judge, x_base), saturated(x_base)),
+        held_out_features=of_classes(cfg.held_out),
         held_out=features(tm.judge, eval_samples(tm.model, cfg, cfg.held_out)[0]),
     )
 
@@ -538,7 +554,8 @@ def run_reward(
         },
         diagnostics="zero_grad_frac: steps with pre-clip gradient norm <= 1e-12; saturated_pixel_frac: pixels of "
         "the eval samples with |x| >= 1 before clamping (saturated_change: minus the base model's, as backgrounds sit at -1); fid_drift: FID(after) - FID(base) in the judge's "
-        "features (fmnist-classifier-eval) vs test images, eval_n samples",
+        "features (fmnist-classifier-eval) vs fid_reference test images of the prompt classes (the sweep's: of the "
+        "held-out classes), eval_n samples",
         curves=curves,
     )
     save_json(notes, out / "reward-curves.json")
