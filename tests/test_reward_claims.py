@@ -4,6 +4,7 @@ the reward comparison, which gives no verdict when runs left the data."""
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import sdo
 from sdo.measure import loaded
@@ -113,3 +114,14 @@ def test_sweep_picks_the_best_reward_among_rates_that_stay_on_the_data():
     assert best_lr(points, 50.0) == 4.0
     assert best_lr(points, 1.0) == 1.0  # none on the data: the least drifting
     assert best_lr(points, float("inf")) == 16.0
+
+
+def test_fid_reference_holds_only_the_samples_classes():
+    from sdo.data import fmnist_tensors
+    from sdo.tasks.reward import reference_images
+
+    images, labels = fmnist_tensors("test")
+    got = reference_images((7, 9), 50)
+    expected = images[(labels == 7) | (labels == 9)][:50]
+    assert got.shape == (50, *images.shape[1:]) and torch.equal(got, expected)
+    assert not torch.equal(got, images[:50])

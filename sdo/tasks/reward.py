@@ -449,25 +449,26 @@ def summarise(runs: list[dict], cfg: RewardConfig | None = None, groups=None) ->
     return pd.DataFrame(rows)
 
 
+def reference_images(classes, n: int) -> torch.Tensor:
+    """The first n Fashion-MNIST test images of `classes`: an FID reference for samples of those classes."""
+    from ..data import fmnist_tensors
+
+    images, labels = fmnist_tensors("test")
+    return images[torch.isin(labels, torch.tensor(classes))][:n]
+
+
 def reward_reference(tm, cfg: RewardConfig) -> dict:
     """The judge features of the FID reference images of the prompt classes and of the held-out classes (test
     images of the samples' own classes: against all classes, samples that wander into other classes would
     lower the FID), of the base model's eval samples (with their saturated fraction) and of its held-out
     samples (the sweep's)."""
-    from ..data import fmnist_tensors
     from .fid import features
-
-    images, labels = fmnist_tensors("test")
-
-    def of_classes(classes) -> np.ndarray:
-        keep = torch.isin(labels, torch.tensor(classes))
-        return features(tm.judge, images[keep][: cfg.fid_reference])
 
     x_base = eval_samples(tm.model, cfg, cfg.prompts)[0]
     return dict(
-        features=of_classes(cfg.prompts),
+        features=features(tm.judge, reference_images(cfg.prompts, cfg.fid_reference)),
         base=(features(tm.judge, x_base), saturated(x_base)),
-        held_out_features=of_classes(cfg.held_out),
+        held_out_features=features(tm.judge, reference_images(cfg.held_out, cfg.fid_reference)),
         held_out=features(tm.judge, eval_samples(tm.model, cfg, cfg.held_out)[0]),
     )
 
