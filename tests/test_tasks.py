@@ -206,6 +206,7 @@ def test_quick_tasks_run_end_to_end_with_provenance(tmp_path):
     assert pd.read_csv(tmp_path / "reward-timing.csv").rounds.item() == 2
     assert len(pd.read_csv(tmp_path / "reward-timing-rounds.csv")) == 4
     assert {"held_out_fid_drift", "on_data"} <= set(pd.read_csv(tmp_path / "reward-sweep.csv").columns)
+    assert (tmp_path / "reward-samples.png").stat().st_size > 0
     table = pd.read_csv(tmp_path / "adversarial-gd.csv")
     assert set(table.method) == {"sdo", "reversible"} and (table.n == 8).all()
     assert {"ci_lo_pct", "ci_hi_pct", "perceptual", "fid_change"} <= set(table.columns)

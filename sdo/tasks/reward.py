@@ -536,6 +536,8 @@ def run_reward(
         plot_depth(summary, out / "reward-gradnorm-depth.png")
     if ("class-odds", "sdo", cfg.seeds[0]) in tuned:
         lora_interpolation(tuned, tm, cfg, out)
+    if tuned:
+        sample_grid(tuned, tm, cfg, out)
     notes = record(
         cfg,
         seeds=list(cfg.seeds),
@@ -583,6 +585,22 @@ def lora_interpolation(tuned, tm, cfg: RewardConfig, out: Path) -> None:
             rows.append(dict(lora=label, class_log_odds_reward=reward(x, labels).mean().item()))
     write_table(pd.DataFrame(rows), "reward-lora-scale", out)
     image_grid(grids, [v[0] for v in variants], out / "reward-lora-scale.png", "LoRA scale (SDO fine-tuned)")
+
+
+def sample_grid(tuned, tm, cfg: RewardConfig, out: Path) -> None:
+    """reward-samples.png: the base model's samples and those of every reward's and method's first-seed
+    fine-tuned model, from the same latents and prompt classes: what a reward gain or an FID drift looks like."""
+    seed = cfg.seeds[0]
+    n = min(2 * len(cfg.prompts), cfg.eval_n)
+    labels = torch.tensor(cfg.prompts)[torch.arange(n) % len(cfg.prompts)].to(tm.device)
+    z, cond = latents(tm.model, n, 10_000), class_cond(tm.model, labels)
+    variants = [("base", tm.model)]
+    variants += [(f"{kind} {method}", m) for (kind, method, s), m in sorted(tuned.items()) if s == seed]
+    grids = [sample_from_latent(m, z, cfg.steps, cond=cond).clamp(-1, 1) for _, m in variants]
+    title = (
+        f"Fine-tuned samples (seed {seed}; columns: prompt classes {', '.join(map(str, cfg.prompts))}, twice)"
+    )
+    image_grid(grids, [label for label, _ in variants], out / "reward-samples.png", title)
 
 
 @torch.no_grad()
