@@ -506,12 +506,7 @@ def run_reward(
         keys += [run_key(kind, m, s) for m in methods for s in cfg.seeds]
         for (method, seed), run in stored.items():
             curves[f"{kind}/{method}/{seed}"] = run["log"]
-            if (
-                run["status"] == "ok"
-                and kind in ("class-odds", "style")
-                and method == "sdo"
-                and seed == cfg.seeds[0]
-            ):
+            if run["status"] == "ok" and seed == cfg.seeds[0]:
                 tuned[(kind, method, seed)] = restore_lora(tm.model, cfg, seed, run["lora"])
             runs.append(
                 dict(reward=kind, method=method, seed=seed, lr=run["lr"], status=run["status"])
