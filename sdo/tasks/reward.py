@@ -163,11 +163,16 @@ def prompt_labels(classes, n: int, seed: int) -> torch.Tensor:
     return torch.tensor(classes)[pick]
 
 
+def fixed_inputs(model, classes, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n fixed latents (seed 10_000) and class labels cycling over `classes`: every evaluation's inputs."""
+    z = latents(model, n, 10_000)
+    return z, torch.tensor(classes)[torch.arange(n) % len(classes)].to(z.device)
+
+
 @torch.no_grad()
 def eval_samples(model, cfg: RewardConfig, classes) -> tuple[torch.Tensor, torch.Tensor]:
     """Unclamped samples from fixed latents (seed 10_000) and classes cycling over `classes`."""
-    z = latents(model, cfg.eval_n, 10_000)
-    labels = torch.tensor(classes)[torch.arange(cfg.eval_n) % len(classes)].to(z.device)
+    z, labels = fixed_inputs(model, classes, cfg.eval_n)
     return sample_from_latent(model, z, cfg.steps, cond=class_cond(model, labels)), labels
 
 
@@ -565,8 +570,8 @@ def lora_interpolation(tuned, tm, cfg: RewardConfig, out: Path) -> None:
     LoRAs combined (sum of their weight deltas)."""
     seed = cfg.seeds[0]
     n = min(10, cfg.eval_n)
-    labels = torch.tensor(cfg.prompts)[torch.arange(n) % len(cfg.prompts)].to(tm.device)
-    z, cond = latents(tm.model, n, 10_000), class_cond(tm.model, labels)
+    z, labels = fixed_inputs(tm.model, cfg.prompts, n)
+    cond = class_cond(tm.model, labels)
     reward = reward_fn("class-odds", tm.attacked, cfg)
     tuned_class = tuned[("class-odds", "sdo", seed)]
     variants = [(f"class LoRA x{a}", scale_lora(tuned_class, a)) for a in (0.0, 0.5, 1.0, 1.5, 2.0)]
@@ -587,8 +592,8 @@ def sample_grid(tuned, tm, cfg: RewardConfig, out: Path) -> None:
     fine-tuned model, from the same latents and prompt classes: what a reward gain or an FID drift looks like."""
     seed = cfg.seeds[0]
     n = min(2 * len(cfg.prompts), cfg.eval_n)
-    labels = torch.tensor(cfg.prompts)[torch.arange(n) % len(cfg.prompts)].to(tm.device)
-    z, cond = latents(tm.model, n, 10_000), class_cond(tm.model, labels)
+    z, labels = fixed_inputs(tm.model, cfg.prompts, n)
+    cond = class_cond(tm.model, labels)
     variants = [("base", tm.model)]
     variants += [(f"{kind} {method}", m) for (kind, method, s), m in sorted(tuned.items()) if s == seed]
     grids = [sample_from_latent(m, z, cfg.steps, cond=cond).clamp(-1, 1) for _, m in variants]
