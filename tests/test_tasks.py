@@ -162,6 +162,13 @@ def test_reward_task_rejects_unknown_rewards(tmp_path):
         run_reward(RewardConfig(), methods=["sdo"], rewards=["class"], out=tmp_path, tm=object())
 
 
+def test_learning_rate_sweep_runs_as_long_as_the_fine_tuning_runs():
+    # a rate that stays on the data for a short sweep can leave it over a longer run
+    assert RewardConfig().sweep_steps == RewardConfig().opt_steps == 20
+    assert RewardConfig(opt_steps=7).sweep_steps == 7
+    assert RewardConfig(opt_steps=7, sweep_steps=3).sweep_steps == 3
+
+
 def test_readme_verdicts_follow_the_intervals(tmp_path):
     pd.DataFrame(
         dict(

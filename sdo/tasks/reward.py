@@ -49,7 +49,7 @@ class RewardConfig:
     prompts: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # the class "prompt set" fine-tuned on
     held_out: tuple[int, ...] = (7, 8, 9)  # classes for the learning-rate sweep only
     sweep_factors: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0)  # x the batch-scaled paper lr
-    sweep_steps: int = 8
+    sweep_steps: int | None = None  # optimiser steps per sweep point; None: as many as the runs (opt_steps)
     max_fid_drift: float = MAX_FID_DRIFT  # the sweep's lr must keep the held-out samples within this drift
     range_weight: float = 10.0  # on-manifold term: penalty on pixels outside [-1, 1]
     style_class: int = 8  # reference image of the style reward: the first test-set Bag
@@ -67,6 +67,8 @@ class RewardConfig:
         if set(self.prompts) & set(self.held_out):
             raise ValueError("the sweep's held-out classes must not be in the prompt set")
         self.seeds = tuple(self.seeds)
+        if self.sweep_steps is None:
+            self.sweep_steps = self.opt_steps
         self.depths = tuple(d for d in self.depths if d <= self.steps) or (self.steps,)
 
     @property
