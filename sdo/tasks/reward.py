@@ -393,23 +393,26 @@ def restore_lora(base, cfg: RewardConfig, seed: int, state: dict):
     return model
 
 
-def run_key(kind: str, method: str, seed: int) -> str:
-    """The chunk of one fine-tuning run."""
-    return f"reward/{kind}/finetune/{method}/seed{seed}"
+def run_key(kind: str, method: str, factor: float | None, seed: int) -> str:
+    """The chunk of one fine-tuning run at lr = factor x base_lr (None: the sweep has not chosen it yet)."""
+    rate = "lr-unswept" if factor is None else f"lr-x{factor:g}"
+    return f"reward/{kind}/finetune/{method}/{rate}/seed{seed}"
 
 
 def finetune_all(
     tm, kind: str, reward, methods, best: dict, cfg, runner: ChunkRunner, models, reference
 ) -> dict:
-    """Every (method, seed) fine-tuning run of one reward, one chunk each: {(method, seed): stored result};
-    a method without its best lr (sweep incomplete) has its runs noted as missing."""
-    runs = {}
+    """Every (method, seed) fine-tuning run of one reward, one chunk each: ({(method, seed): stored result}, the
+    planned chunk keys); a method without its best lr (sweep incomplete) has its runs noted as missing."""
+    runs, planned = {}, []
     for method in methods:
-        keys = {seed: run_key(kind, method, seed) for seed in cfg.seeds}
-        if best[method] is None:
+        lr = best[method]
+        factor = None if lr is None else round(lr / cfg.base_lr, 6)
+        keys = {seed: run_key(kind, method, factor, seed) for seed in cfg.seeds}
+        planned += keys.values()
+        if lr is None:
             runner.skip(keys.values())
             continue
-        lr = best[method]
         for seed in cfg.seeds:
             settings = (
                 settings_of(cfg, RUN_FIELDS, fid_rule=FID_RULE, reward=kind, method=method, seed=seed, lr=lr)
@@ -419,7 +422,7 @@ def finetune_all(
             chunk = runner.get(keys[seed], settings, compute)
             if chunk is not None:
                 runs[(method, seed)] = chunk | dict(lr=lr)
-    return runs
+    return runs, planned
 
 
 SUMMARY_COLUMNS = (
@@ -507,10 +510,10 @@ def run_reward(
         table, best = sweep(tm, kind, reward, methods, cfg, runner, models, reference)
         sweeps.append(table)
         before = eval_reward(tm.model, reward, cfg, cfg.prompts)
-        stored = finetune_all(tm, kind, reward, methods, best, cfg, runner, models, reference)
+        stored, run_keys = finetune_all(tm, kind, reward, methods, best, cfg, runner, models, reference)
         runner.close()
         keys += [f"reward/{kind}/sweep/{m}/lr-x{f:g}" for m in methods for f in cfg.sweep_factors]
-        keys += [run_key(kind, m, s) for m in methods for s in cfg.seeds]
+        keys += run_keys
         for (method, seed), run in stored.items():
             curves[f"{kind}/{method}/{seed}"] = run["log"]
             if run["status"] == "ok" and seed == cfg.seeds[0]:
