@@ -401,7 +401,7 @@ def run_key(kind: str, method: str, factor: float | None, seed: int) -> str:
 
 def finetune_all(
     tm, kind: str, reward, methods, best: dict, cfg, runner: ChunkRunner, models, reference
-) -> dict:
+) -> tuple[dict, list[str]]:
     """Every (method, seed) fine-tuning run of one reward, one chunk each: ({(method, seed): stored result}, the
     planned chunk keys); a method without its best lr (sweep incomplete) has its runs noted as missing."""
     runs, planned = {}, []
