@@ -326,7 +326,7 @@ def sweep(tm, kind: str, reward, methods, cfg: RewardConfig, runner: ChunkRunner
                 settings_of(cfg, SWEEP_FIELDS, fid_rule=FID_RULE, reward=kind, method=method, factor=f, lr=lr)
                 | models
             )
-            key = f"reward/{kind}/sweep/{method}/lr-x{f:g}"
+            key = sweep_key(kind, method, f)
             compute = partial(sweep_point, tm.model, reward, method, cfg, lr, tm.judge, reference)
             chunk = runner.get(key, settings, compute)
             if chunk is not None:
@@ -393,10 +393,19 @@ def restore_lora(base, cfg: RewardConfig, seed: int, state: dict):
     return model
 
 
+def rate_name(factor: float | None) -> str:
+    """The learning rate factor x base_lr as it appears in chunk keys (None: not chosen by the sweep yet)."""
+    return "lr-unswept" if factor is None else f"lr-x{factor:g}"
+
+
+def sweep_key(kind: str, method: str, factor: float) -> str:
+    """The chunk of one sweep point."""
+    return f"reward/{kind}/sweep/{method}/{rate_name(factor)}"
+
+
 def run_key(kind: str, method: str, factor: float | None, seed: int) -> str:
-    """The chunk of one fine-tuning run at lr = factor x base_lr (None: the sweep has not chosen it yet)."""
-    rate = "lr-unswept" if factor is None else f"lr-x{factor:g}"
-    return f"reward/{kind}/finetune/{method}/{rate}/seed{seed}"
+    """The chunk of one fine-tuning run at lr = factor x base_lr."""
+    return f"reward/{kind}/finetune/{method}/{rate_name(factor)}/seed{seed}"
 
 
 def finetune_all(
@@ -512,7 +521,7 @@ def run_reward(
         before = eval_reward(tm.model, reward, cfg, cfg.prompts)
         stored, run_keys = finetune_all(tm, kind, reward, methods, best, cfg, runner, models, reference)
         runner.close()
-        keys += [f"reward/{kind}/sweep/{m}/lr-x{f:g}" for m in methods for f in cfg.sweep_factors]
+        keys += [sweep_key(kind, m, f) for m in methods for f in cfg.sweep_factors]
         keys += run_keys
         for (method, seed), run in stored.items():
             curves[f"{kind}/{method}/{seed}"] = run["log"]
