@@ -89,6 +89,21 @@ def test_partial_results_are_labelled_in_tables_json_and_readme(digits_task, tmp
     assert "**Partial**: rows with complete = False" in readme
 
 
+def test_a_replica_runs_on_its_first_ranges_only_and_matches_its_original(digits_task, tmp_path):
+    runner = ChunkRunner(tmp_path)
+    run_adversarial(small(), ["sdo", "bptt", "checkpoint"], tmp_path, digits_task, runner)
+    checkpoint_chunks = [k for k in runner.computed if "/checkpoint/" in k]
+    assert checkpoint_chunks == [f"adversarial/gd/seed{s}/checkpoint/samples-0000-0002" for s in (0, 1)]
+    table = pd.read_csv(tmp_path / "adversarial-gd.csv").set_index("method")
+    assert table.n_planned.to_dict() == dict(sdo=12, bptt=12, checkpoint=6) and table.complete.all()
+    paired = pd.read_csv(tmp_path / "adversarial-gd-paired.csv").set_index("comparison")
+    assert paired.loc["sdo vs checkpoint", "n_pairs_planned"] == 6
+    (replica,) = json.loads((tmp_path / "adversarial-gd.json").read_text())["replicas"]
+    assert (replica["method"], replica["replicates"], replica["shared"]) == ("checkpoint", "bptt", 6)
+    assert replica["same_success"] == 6 and replica["max_l2_gap"] < 1e-3
+    assert "checkpoint computes bptt's gradient by construction" in (tmp_path / "adversarial-gd.md").read_text()
+
+
 def test_claims_say_what_they_rest_on(tmp_path):
     pd.DataFrame(
         dict(comparison=["sdo vs adjoint"], n_pairs=[150], n_pairs_planned=[600])

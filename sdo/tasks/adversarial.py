@@ -44,6 +44,10 @@ from .stats import (
 )
 
 UPDATES = ("gd", "sign")
+# Estimators whose gradient is another's by construction (checkpointed BPTT recomputes BPTT's activations; the
+# estimator tests assert the equality): beside that method they run on cfg.replica_ranges sample ranges per
+# seed only, for their time and to confirm their outcomes match, not on every sample again.
+REPLICAS = {"checkpoint": "bptt"}
 SAMPLE_BATCH = 250  # samples per no-grad sampling batch
 EXCLUSION_RULE = (
     "a candidate is excluded, for every method alike, when the attacked classifier (fmnist-classifier) "
@@ -74,6 +78,8 @@ class AdversarialConfig:
     # samples per optimisation problem and chunk (results do not depend on it: every gradient is per sample);
     # 25 keeps the longest chunk (adjoint, or reversible before its samples settle) near 20-30 CPU-minutes
     batch: int = 25
+    # sample ranges of each seed on which a replica (REPLICAS) runs beside the method it replicates
+    replica_ranges: int = 1
     fid_reference: int = 2000  # test images for the FID change (0: skip)
 
     def __post_init__(self):
@@ -83,6 +89,8 @@ class AdversarialConfig:
             self.lr = 0.1 if self.update == "gd" else self.tau / 10
         if self.tau <= 0 or self.n < 1 or self.steps < 1 or self.opt_steps < 0 or self.batch < 1:
             raise ValueError("need tau > 0, n >= 1, steps >= 1, opt_steps >= 0, batch >= 1")
+        if self.replica_ranges < 1:
+            raise ValueError(f"replica_ranges must be >= 1 (got {self.replica_ranges})")
         if self.pool_factor < 1 or not self.seeds:
             raise ValueError("need pool_factor >= 1 and at least one seed")
         self.seeds = tuple(self.seeds)
@@ -308,6 +316,41 @@ def sample_ranges(cfg: AdversarialConfig) -> list[tuple[int, int]]:
     return [(i, min(i + cfg.batch, cfg.n)) for i in range(0, cfg.n, cfg.batch)]
 
 
+def planned_ranges(cfg: AdversarialConfig, method: str, names) -> list[tuple[int, int]]:
+    """The sample ranges planned for `method` among `names`: all, or the first cfg.replica_ranges for a
+    replica whose original runs too."""
+    ranges = sample_ranges(cfg)
+    return ranges[: cfg.replica_ranges] if REPLICAS.get(method) in names else ranges
+
+
+def planned_samples(cfg: AdversarialConfig, method: str, names) -> int:
+    """How many samples `method` is planned on, over all seeds."""
+    return len(cfg.seeds) * sum(b - a for a, b in planned_ranges(cfg, method, names))
+
+
+def replica_agreement(df: pd.DataFrame, methods) -> list[dict]:
+    """For each replica that ran beside its original: the samples both ran on, how many had the same success
+    and the largest difference in pixel L2 of the adversarial change."""
+    out = []
+    for replica, original in REPLICAS.items():
+        if replica not in methods or original not in methods or not len(df):
+            continue
+        both = df[df.method == replica].merge(df[df.method == original], on=["seed", "sample"])
+        gap = (both.pixel_l2_x - both.pixel_l2_y).abs().max() if len(both) else np.nan
+        same = int((both.success_x == both.success_y).sum())
+        out.append(dict(method=replica, replicates=original, shared=len(both), same_success=same, max_l2_gap=gap))
+    return out
+
+
+def replica_sentence(r: dict) -> str:
+    """What a replica's table row rests on and whether its outcomes matched its original's."""
+    return (
+        f"{r['method']} computes {r['replicates']}'s gradient by construction, so it runs on the first "
+        f"sample ranges of each seed only (its time, and a check): on the {r['shared']} samples both ran, "
+        f"{r['same_success']} have the same outcome; the largest pixel-L2 difference is {r['max_l2_gap']:.2g}."
+    )
+
+
 def candidates_key(cfg: AdversarialConfig, seed: int, coupled: bool) -> str:
     """The chunk of one seed's candidate set (shared by both updates)."""
     return f"adversarial/candidates/seed{seed}-n{cfg.n}-pool{pool_size(cfg)}" + (
@@ -330,7 +373,7 @@ def run_seed(
     """Every method on one seed's kept samples, chunk by chunk (stored chunks are loaded, missing ones
     computed until the runner's limit): the stored chunks by (method, start) and the candidate set."""
     coupled = any(n in COUPLED for n in names)
-    keys = {(m, a): attack_key(cfg, seed, m, a, b) for m in names for a, b in sample_ranges(cfg)}
+    keys = {(m, a): attack_key(cfg, seed, m, a, b) for m in names for a, b in planned_ranges(cfg, m, names)}
     cand_settings = settings_of(cfg, CANDIDATE_FIELDS, seed=seed, coupled_exclusion=coupled) | models
     cand = runner.get(
         candidates_key(cfg, seed, coupled), cand_settings, partial(candidates, tm, cfg, seed, coupled)
@@ -342,7 +385,7 @@ def run_seed(
     chunks = {}
     # sample range outermost: a run stopped part-way leaves every method on the same samples (paired)
     for a, b in sample_ranges(cfg):
-        for name in names:
+        for name in (m for m in names if (m, a) in keys):
             inputs = tensor_digest(cand["z"][a:b], cand["labels"][a:b])
             settings = settings_of(
                 cfg, ATTACK_FIELDS, estimator=name, coupled_exclusion=coupled, inputs=inputs
@@ -379,9 +422,10 @@ def summarise(
     Clopper-Pearson interval (pooled over the stored samples), per-seed rates and sample counts, bootstrap
     intervals of the distance means, the FID change (on fid_n samples) and the share of network calls saved
     by dropping settled samples (`saved`: compaction())."""
-    planned = cfg.n * len(cfg.seeds)
+    methods = methods if methods is not None else list(dict.fromkeys(df.method))
     rows = []
-    for method in methods if methods is not None else list(dict.fromkeys(df.method)):
+    for method in methods:
+        planned = planned_samples(cfg, method, methods)
         g = df[df.method == method] if len(df) else df
         counts = success_counts(g)
         n = counts["n"]
@@ -413,13 +457,14 @@ def paired(
     methods = list(dict.fromkeys(df.method)) if methods is None else methods
     if reference not in methods:
         return pd.DataFrame()
-    key, planned = ["seed", "sample"], cfg.n * len(cfg.seeds)
+    key = ["seed", "sample"]
     ref = df[df.method == reference] if len(df) else df
     rows = []
     for method in methods:
         if method == reference:
             continue
         other = df[df.method == method] if len(df) else df
+        planned = min(planned_samples(cfg, m, methods) for m in (reference, method))
         both = ref.merge(other, on=key, suffixes=("_ref", "_other")) if len(ref) and len(other) else None
         a = both.success_ref.to_numpy(bool) if both is not None else np.zeros(0, bool)
         b = both.success_other.to_numpy(bool) if both is not None else np.zeros(0, bool)
@@ -714,7 +759,8 @@ def run_adversarial(
     runner = runner or ChunkRunner(out, device=tm.device)
     names = usable_estimators(estimator_names or DEFAULT_ESTIMATORS, "latent")
     models = model_settings(tm)
-    runner.progress(f"adversarial {cfg.update}", len(cfg.seeds) * (1 + len(names) * len(sample_ranges(cfg))))
+    per_seed = 1 + sum(len(planned_ranges(cfg, m, names)) for m in names)
+    runner.progress(f"adversarial {cfg.update}", len(cfg.seeds) * per_seed)
     seeds_out = {seed: run_seed(tm, cfg, names, seed, runner, models) for seed in cfg.seeds}
     runner.close()
     df = pd.DataFrame(
@@ -729,10 +775,11 @@ def run_adversarial(
     fid = fid_of(tm, seeds_out, cfg)
     saved = compaction(seeds_out)
     table = summarise(df, cfg, fid, methods, saved)
-    keys = [attack_key(cfg, s, m, a, b) for s in cfg.seeds for m in names for a, b in sample_ranges(cfg)]
+    keys = [attack_key(cfg, s, m, a, b) for s in cfg.seeds for m in names for a, b in planned_ranges(cfg, m, names)]
     cover = runner.coverage(keys)
     note = table_note(cover, "adversarial", f"{tag}.json")
-    write_table(table, tag, out, note=note)
+    replicas = replica_agreement(df, methods)
+    write_table(table, tag, out, note="\n\n".join([note, *map(replica_sentence, replicas)]))
     write_table(paired(df, cfg, fid=fid, methods=methods), f"{tag}-paired", out, note=note)
     edges = margin_edges(df)
     write_table(
@@ -754,6 +801,7 @@ def run_adversarial(
         skipped=skipped,
         losses=loss_curves(seeds_out, cfg),
         compaction=saved,
+        replicas=replicas,
         compaction_rule="a sample whose gradient is exactly zero (margin clamped at -kappa) never moves again; "
         "it leaves the optimisation batch with its delta final and its margin counted as a constant in the "
         "loss; sample_calls = sum over steps of network calls x samples in the batch",
