@@ -100,8 +100,10 @@ def test_a_replica_runs_on_its_first_ranges_only_and_matches_its_original(digits
     assert paired.loc["sdo vs checkpoint", "n_pairs_planned"] == 6
     (replica,) = json.loads((tmp_path / "adversarial-gd.json").read_text())["replicas"]
     assert (replica["method"], replica["replicates"], replica["shared"]) == ("checkpoint", "bptt", 6)
-    assert replica["same_success"] == 6 and replica["max_l2_gap"] < 1e-3
-    assert "checkpoint computes bptt's gradient by construction" in (tmp_path / "adversarial-gd.md").read_text()
+    assert replica["same_outcome"] == 6 and replica["max_l2_gap"] < 1e-3
+    assert (
+        "checkpoint computes bptt's gradient by construction" in (tmp_path / "adversarial-gd.md").read_text()
+    )
 
 
 def test_claims_say_what_they_rest_on(tmp_path):

@@ -247,3 +247,28 @@ def test_set_overrides_one_task_and_rejects_malformed_items():
     assert settings("reward", True, None, ["reward.batch=4"])["batch"] == 4
     with pytest.raises(ValueError, match="TASK.KEY=VALUE"):
         settings("style", False, None, ["n=5"])
+
+
+@pytest.mark.slow
+def test_style_runs_a_replica_on_the_first_seed_only_and_checks_it(tmp_path):
+    from sdo.tasks.__main__ import main
+
+    args = ["style", "--quick", "--model", "fmnist-ddpm", "--out", str(tmp_path)]
+    assert main(args + ["--estimators", "bptt", "checkpoint"]) == 0
+    stored = sorted(
+        p.relative_to(tmp_path / "chunks").as_posix() for p in (tmp_path / "chunks").rglob("*.pt")
+    )
+    assert [p for p in stored if "checkpoint" in p] == [
+        "style/seed0/x_N/checkpoint.pt",
+        "style/seed0/x_t/checkpoint.pt",
+    ]
+    table = pd.read_csv(tmp_path / "style.csv")
+    assert table.set_index(["variable", "method"]).n_planned.to_dict() == {
+        ("x_N", "bptt"): 4,
+        ("x_t", "bptt"): 4,
+        ("x_N", "checkpoint"): 2,
+        ("x_t", "checkpoint"): 2,
+    }
+    assert table.complete.all()
+    (replica,) = json.loads((tmp_path / "style.json").read_text())["replicas"]
+    assert (replica["shared"], replica["same_outcome"]) == (4, 4) and replica["max_l2_gap"] < 1e-3

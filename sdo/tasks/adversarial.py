@@ -19,6 +19,7 @@ from .common import (
     COUPLED,
     DEFAULT_ESTIMATORS,
     PERCEPTUAL_NOTE,
+    REPLICAS,
     RESULTS,
     Stopwatch,
     estimate,
@@ -26,6 +27,8 @@ from .common import (
     load_models,
     perceptual_distance,
     record,
+    replica_agreement,
+    replica_sentence,
     save_json,
     ssim,
     usable_estimators,
@@ -44,10 +47,6 @@ from .stats import (
 )
 
 UPDATES = ("gd", "sign")
-# Estimators whose gradient is another's by construction (checkpointed BPTT recomputes BPTT's activations; the
-# estimator tests assert the equality): beside that method they run on cfg.replica_ranges sample ranges per
-# seed only, for their time and to confirm their outcomes match, not on every sample again.
-REPLICAS = {"checkpoint": "bptt"}
 SAMPLE_BATCH = 250  # samples per no-grad sampling batch
 EXCLUSION_RULE = (
     "a candidate is excluded, for every method alike, when the attacked classifier (fmnist-classifier) "
@@ -326,29 +325,6 @@ def planned_ranges(cfg: AdversarialConfig, method: str, names) -> list[tuple[int
 def planned_samples(cfg: AdversarialConfig, method: str, names) -> int:
     """How many samples `method` is planned on, over all seeds."""
     return len(cfg.seeds) * sum(b - a for a, b in planned_ranges(cfg, method, names))
-
-
-def replica_agreement(df: pd.DataFrame, methods) -> list[dict]:
-    """For each replica that ran beside its original: the samples both ran on, how many had the same success
-    and the largest difference in pixel L2 of the adversarial change."""
-    out = []
-    for replica, original in REPLICAS.items():
-        if replica not in methods or original not in methods or not len(df):
-            continue
-        both = df[df.method == replica].merge(df[df.method == original], on=["seed", "sample"])
-        gap = (both.pixel_l2_x - both.pixel_l2_y).abs().max() if len(both) else np.nan
-        same = int((both.success_x == both.success_y).sum())
-        out.append(dict(method=replica, replicates=original, shared=len(both), same_success=same, max_l2_gap=gap))
-    return out
-
-
-def replica_sentence(r: dict) -> str:
-    """What a replica's table row rests on and whether its outcomes matched its original's."""
-    return (
-        f"{r['method']} computes {r['replicates']}'s gradient by construction, so it runs on the first "
-        f"sample ranges of each seed only (its time, and a check): on the {r['shared']} samples both ran, "
-        f"{r['same_success']} have the same outcome; the largest pixel-L2 difference is {r['max_l2_gap']:.2g}."
-    )
 
 
 def candidates_key(cfg: AdversarialConfig, seed: int, coupled: bool) -> str:
@@ -775,11 +751,17 @@ def run_adversarial(
     fid = fid_of(tm, seeds_out, cfg)
     saved = compaction(seeds_out)
     table = summarise(df, cfg, fid, methods, saved)
-    keys = [attack_key(cfg, s, m, a, b) for s in cfg.seeds for m in names for a, b in planned_ranges(cfg, m, names)]
+    keys = [
+        attack_key(cfg, s, m, a, b)
+        for s in cfg.seeds
+        for m in names
+        for a, b in planned_ranges(cfg, m, names)
+    ]
     cover = runner.coverage(keys)
     note = table_note(cover, "adversarial", f"{tag}.json")
-    replicas = replica_agreement(df, methods)
-    write_table(table, tag, out, note="\n\n".join([note, *map(replica_sentence, replicas)]))
+    replicas = replica_agreement(df, methods, on=["seed", "sample"], outcome="success")
+    sentences = [replica_sentence(r, "the first sample ranges of each seed") for r in replicas]
+    write_table(table, tag, out, note="\n\n".join([note, *sentences]))
     write_table(paired(df, cfg, fid=fid, methods=methods), f"{tag}-paired", out, note=note)
     edges = margin_edges(df)
     write_table(

@@ -20,6 +20,10 @@ RESULTS = Path("results/tasks")
 # `reversible` (the DOODL analogue) differentiates its own coupled (EDICT) sampler, so the tasks score its
 # result with that sampler too (sampling.coupled_sample_from_latent), not with plain DDIM.
 DEFAULT_ESTIMATORS = ("sdo", "adjoint", "reversible", "bptt", "checkpoint", "truncated")
+# Estimators whose gradient is another's by construction (checkpointed BPTT recomputes BPTT's activations; the
+# estimator tests assert the equality): beside that method a task runs them on part of its plan only (their
+# time, and a check that their outcomes match), not on every sample again.
+REPLICAS = {"checkpoint": "bptt"}
 COUPLED = ("reversible",)  # estimators whose samples come from the coupled sampler
 
 
@@ -218,3 +222,28 @@ class Stopwatch:
         synchronize(self.device)
         self.seconds = time.perf_counter() - self.start
         return False
+
+
+def replica_agreement(df: pd.DataFrame, methods, on: list[str], outcome: str) -> list[dict]:
+    """For each replica (REPLICAS) that ran beside its original: the samples (rows matched `on`) both ran on,
+    how many had the same `outcome` and the largest difference in pixel L2."""
+    out = []
+    for replica, original in REPLICAS.items():
+        if replica not in methods or original not in methods or not len(df):
+            continue
+        both = df[df.method == replica].merge(df[df.method == original], on=on)
+        gap = float((both.pixel_l2_x - both.pixel_l2_y).abs().max()) if len(both) else float("nan")
+        same = int((both[f"{outcome}_x"] == both[f"{outcome}_y"]).sum())
+        out.append(
+            dict(method=replica, replicates=original, shared=len(both), same_outcome=same, max_l2_gap=gap)
+        )
+    return out
+
+
+def replica_sentence(r: dict, where: str) -> str:
+    """What a replica's row rests on (`where` it runs) and whether its outcomes matched its original's."""
+    return (
+        f"{r['method']} computes {r['replicates']}'s gradient by construction, so it runs on {where} only "
+        f"(its time, and a check): on the {r['shared']} samples both ran, {r['same_outcome']} have the same "
+        f"outcome; the largest pixel-L2 difference is {r['max_l2_gap']:.2g}."
+    )

@@ -17,12 +17,15 @@ from ..problem import Problem
 from .chunks import ChunkRunner, model_settings, settings_of, table_note, tensor_digest
 from .common import (
     DEFAULT_ESTIMATORS,
+    REPLICAS,
     RESULTS,
     Stopwatch,
     estimate,
     image_grid,
     load_models,
     record,
+    replica_agreement,
+    replica_sentence,
     save_json,
     ssim,
     usable_estimators,
@@ -213,6 +216,11 @@ def style_key(seed: int, wrt: str, name: str) -> str:
     return f"style/seed{seed}/{VARIABLES[wrt]}/{name}"
 
 
+def planned_seeds(cfg: StyleConfig, method: str, methods) -> tuple[int, ...]:
+    """The seeds planned for `method` among `methods`: all, or the first for a replica whose original runs too."""
+    return cfg.seeds[:1] if REPLICAS.get(method) in methods else cfg.seeds
+
+
 def run_seed(
     tm, objective, cfg: StyleConfig, names: dict, seed: int, runner: ChunkRunner, models: dict
 ) -> dict:
@@ -223,7 +231,7 @@ def run_seed(
     inputs = tensor_digest(base["z"], base["labels"])
     rows, images, skipped = [], {"unguided": base["x"]}, {}
     for wrt, methods in names.items():
-        for name in methods:
+        for name in (m for m in methods if seed in planned_seeds(cfg, m, methods)):
             settings = settings_of(cfg, STYLE_FIELDS, seed=seed, wrt=wrt, estimator=name, inputs=inputs)
             chunk = runner.get(
                 style_key(seed, wrt, name),
@@ -252,8 +260,9 @@ def run_seed(
     return dict(rows=rows, images=images, skipped=skipped, k=k)
 
 
-def summarise(df: pd.DataFrame, planned: int | None = None, groups=None) -> pd.DataFrame:
-    """Per (variable, method) of `groups` (default: those with stored samples): n of n_planned samples, class
+def summarise(df: pd.DataFrame, planned: dict | None = None, groups=None) -> pd.DataFrame:
+    """Per (variable, method) of `groups` (default: those with stored samples): n of n_planned samples
+    (`planned`: per method), class
     preserved with its Clopper-Pearson interval, style-loss ratio (guided / unguided, per sample) with a
     bootstrap interval, per-seed values, distances."""
     groups = list(groups if groups is not None else dict.fromkeys(zip(df.variable, df.method)))
@@ -264,8 +273,9 @@ def summarise(df: pd.DataFrame, planned: int | None = None, groups=None) -> pd.D
         lo, hi = clopper_pearson(k, n) if n else (np.nan, np.nan)
         r, rlo, rhi = bootstrap_interval(g.style_ratio.to_numpy() if n else [])
         by_seed = g.groupby("seed").style_ratio.mean() if n else []
+        n_planned = (planned or {}).get(method)
         rows.append(
-            dict(variable=variable, method=method, n=n, n_planned=planned, complete=n == planned)
+            dict(variable=variable, method=method, n=n, n_planned=n_planned, complete=n == n_planned)
             | dict(class_kept_pct=100 * k / n if n else np.nan)
             | dict(kept_ci_lo_pct=100 * lo, kept_ci_hi_pct=100 * hi)
             | dict(style_ratio=r, style_ratio_lo=rlo, style_ratio_hi=rhi)
@@ -279,9 +289,9 @@ def summarise(df: pd.DataFrame, planned: int | None = None, groups=None) -> pd.D
     return pd.DataFrame(rows)
 
 
-def paired_variables(df: pd.DataFrame, planned: int | None = None, methods=None) -> pd.DataFrame:
+def paired_variables(df: pd.DataFrame, planned: dict | None = None, methods=None) -> pd.DataFrame:
     """Per method of `methods` (default: those with stored samples): x_t vs x_N on the samples stored for both
-    (n_pairs of n_pairs_planned); class kept (McNemar) and style ratio difference."""
+    (n_pairs of n_pairs_planned; `planned`: per method); class kept (McNemar) and style ratio difference."""
     methods = list(methods if methods is not None else dict.fromkeys(df.method))
     rows = []
     for method in methods:
@@ -298,8 +308,9 @@ def paired_variables(df: pd.DataFrame, planned: int | None = None, methods=None)
         diff = (both.style_ratio_t - both.style_ratio_n).to_numpy() if both is not None else []
         d, dlo, dhi = bootstrap_interval(diff)
         only_t, only_n = discordant(a, b)
+        n_planned = (planned or {}).get(method)
         rows.append(
-            dict(method=method, n_pairs=len(a), n_pairs_planned=planned, complete=len(a) == planned)
+            dict(method=method, n_pairs=len(a), n_pairs_planned=n_planned, complete=len(a) == n_planned)
             | dict(kept_only_at_x_t=only_t, kept_only_at_x_N=only_n)
             | dict(mcnemar_p=mcnemar_exact(a, b), share_lo=lo, share_hi=hi)
             | dict(style_ratio_t_minus_N=d, diff_lo=dlo, diff_hi=dhi)
@@ -323,7 +334,13 @@ def run_style(
     ref = reference_image(cfg.reference_class).to(tm.device)
     objective = objectives.get("style", reference=ref, features=ClassifierFeatures(tm.attacked))
     names = {w: usable_estimators(estimator_names or DEFAULT_ESTIMATORS, w) for w in VARIABLES}
-    keys = [style_key(s, w, m) for s in cfg.seeds for w, methods in names.items() for m in methods]
+    keys = [
+        style_key(s, w, m)
+        for s in cfg.seeds
+        for w, methods in names.items()
+        for m in methods
+        if s in planned_seeds(cfg, m, methods)
+    ]
     models = model_settings(tm)
     runner.progress("style", len(keys))
     seeds_out = [run_seed(tm, objective, cfg, names, seed, runner, models) for seed in cfg.seeds]
@@ -331,7 +348,7 @@ def run_style(
     df = pd.DataFrame([r for s in seeds_out for r in s["rows"]])
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "style-samples.csv", index=False)
-    planned = cfg.n * len(cfg.seeds)
+    planned = {m: cfg.n * len(planned_seeds(cfg, m, ms)) for ms in names.values() for m in ms}
     cover = runner.coverage(keys)
     note = table_note(cover, "style", "style.json")
     skipped = {k: v for o in seeds_out for k, v in o["skipped"].items() if v.startswith("unsupported")}
@@ -342,7 +359,11 @@ def run_style(
         if (VARIABLES["intermediate"], m) in groups and (VARIABLES["latent"], m) in groups
     ]
     table = summarise(df, planned, groups)
-    write_table(table, "style", out, note=note)
+    replicas = replica_agreement(
+        df, [m for _, m in groups], on=["seed", "sample", "variable"], outcome="class_kept"
+    )
+    sentences = [replica_sentence(r, "the first seed") for r in replicas]
+    write_table(table, "style", out, note="\n\n".join([note, *sentences]))
     write_table(paired_variables(df, planned, both), "style-paired", out, note=note)
     images = seeds_out[0]["images"]
     image_grid(
@@ -358,6 +379,7 @@ def run_style(
         model=tm.name,
         coverage=cover,
         intermediate_step=seeds_out[0]["k"],
+        replicas=replicas,
         skipped={s: o["skipped"] for s, o in zip(cfg.seeds, seeds_out)},
         class_kept="the judge (fmnist-classifier-eval) predicts the requested class on the guided sample; the "
         "style loss uses the attacked classifier's (fmnist-classifier) conv features",
