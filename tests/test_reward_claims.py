@@ -125,3 +125,31 @@ def test_fid_reference_holds_only_the_samples_classes():
     expected = images[(labels == 7) | (labels == 9)][:50]
     assert got.shape == (50, *images.shape[1:]) and torch.equal(got, expected)
     assert not torch.equal(got, images[:50])
+
+
+def test_peak_drop_is_the_fall_from_the_best_eval():
+    from sdo.tasks.reward import peak_drop
+
+    log = [dict(step=5, eval_reward=3.0), dict(step=6), dict(step=10, eval_reward=5.0)]
+    assert peak_drop(1.0, log, 4.0) == pytest.approx(1.0)
+    assert peak_drop(1.0, log, 6.0) == 0.0  # ends at its best
+    assert peak_drop(7.0, [], 6.0) == pytest.approx(1.0)  # fell below the base model
+    assert np.isnan(peak_drop(1.0, log, float("nan")))  # a failed run has no final eval
+
+
+@pytest.mark.parametrize(
+    "ap1_drops, verdict",
+    [((2.0, 2.2, 1.9), "reproduces"), ((0.0, 0.1, 0.0), "contradicts"), ((0.0, 2.0, 0.1), "inconclusive")],
+)
+def test_instability_claim_follows_the_interval_of_the_paired_fall(tmp_path, ap1_drops, verdict):
+    sdo_drops = (0.5, 0.6, 0.4)
+    rows = [
+        dict(
+            reward="class-odds", method=m, seed=s, peak_drop=d, eval_after=1.0, s_per_step=1.0, fid_drift=0.0
+        )
+        for m, drops in (("sdo", sdo_drops), ("alignprop-1", ap1_drops))
+        for s, d in enumerate(drops)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "reward-runs.csv", index=False)
+    (row,) = [r for r in reward_claims(tmp_path) if "unstable" in r["claim"]]
+    assert row["verdict"] == verdict and "over 3 seeds" in row["ours"]

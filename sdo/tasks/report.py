@@ -304,12 +304,37 @@ def reward_claims(out: Path) -> list[dict]:
                         rests_on=rests_on(len(gain), planned, "seeds"),
                     )
                 )
+        rows += instability_claims(runs, planned)
     depth, depth_table = _read(out, "reward-gradnorm-depth-batches"), _read(out, "reward-gradnorm-depth")
     if depth is not None and len(depth):
         batches = None
         if depth_table is not None and "batches_planned" in depth_table and len(depth_table):
             batches = _planned(depth_table.iloc[0], "batches_planned")
         rows += depth_claims(depth, batches)
+    return rows
+
+
+def instability_claims(runs: pd.DataFrame, planned=None) -> list[dict]:
+    """Sec. 5.2 (Figs. 11b-c): AlignProp-1 becomes unstable during fine-tuning and SDO does not, read as its
+    eval reward ending further below its best (peak_drop), AlignProp-1 - SDO on the same seeds."""
+    rows = []
+    if "peak_drop" not in runs:
+        return rows
+    for kind in sorted(set(runs.reward)):
+        sdo, ap1 = (_by_seed(runs, kind, m, "peak_drop") for m in ("sdo", "alignprop-1"))
+        diff = (ap1 - sdo).dropna()
+        if not len(diff):
+            continue
+        m, lo, hi = t_interval(diff)
+        rows.append(
+            dict(
+                claim=f"AlignProp-1 becomes unstable during fine-tuning, SDO does not (Sec. 5.2; {kind})",
+                ours=f"fall of the eval reward from the run's best, AlignProp-1 - SDO {m:.3f} [{lo:.3f}, {hi:.3f}] "
+                f"over {len(diff)} seeds (SDO {sdo.mean():.3f}, AlignProp-1 {ap1.mean():.3f})",
+                verdict=verdict(lo, hi, "greater", 0.0),
+                rests_on=rests_on(len(diff), planned, "seeds"),
+            )
+        )
     return rows
 
 

@@ -368,6 +368,15 @@ def band(values) -> tuple[float, float, float]:
     return t_interval(values)
 
 
+def peak_drop(before: float, log: list[dict], after: float) -> float:
+    """How far the final eval reward lies below the run's best (base model and every eval during the run):
+    0 for a run that ends at its best, large for one that rose and fell back (instability, Sec. 5.2)."""
+    if not np.isfinite(after):
+        return float("nan")
+    evals = [before, *(e["eval_reward"] for e in log if "eval_reward" in e), after]
+    return float(np.nanmax(evals)) - after
+
+
 def finetune_chunk(tm, reward, method: str, cfg: RewardConfig, lr: float, seed: int, reference) -> dict:
     """One chunk: a fine-tuning run with its log, final eval reward, collapse diagnostics and LoRA weights."""
     run = finetune(tm.model, reward, method, cfg, lr, seed, cfg.prompts)
@@ -437,6 +446,7 @@ def finetune_all(
 SUMMARY_COLUMNS = (
     "eval_after",
     "gain",
+    "peak_drop",
     "s_per_step",
     "zero_grad_frac",
     "saturated_pixel_frac",
@@ -530,7 +540,9 @@ def run_reward(
             runs.append(
                 dict(reward=kind, method=method, seed=seed, lr=run["lr"], status=run["status"])
                 | dict(eval_before=before, eval_after=run["eval_after"], gain=run["eval_after"] - before)
-                | dict(s_per_step=run["s_per_step"])
+                | dict(
+                    peak_drop=peak_drop(before, run["log"], run["eval_after"]), s_per_step=run["s_per_step"]
+                )
                 | run["diagnostics"]
             )
     depth = gradient_norm_vs_depth(tm.model, reward_fn("class-odds", tm.attacked, cfg), cfg, runner, models)
@@ -572,7 +584,8 @@ def run_reward(
         diagnostics="zero_grad_frac: steps with pre-clip gradient norm <= 1e-12; saturated_pixel_frac: pixels of "
         "the eval samples with |x| >= 1 before clamping (saturated_change: minus the base model's, as backgrounds sit at -1); fid_drift: FID(after) - FID(base) in the judge's "
         "features (fmnist-classifier-eval) vs fid_reference test images of the prompt classes (the sweep's: of the "
-        "held-out classes), eval_n samples",
+        "held-out classes), eval_n samples; peak_drop: the best eval reward of the run (base model included) "
+        "minus the final one (0: the run ends at its best)",
         curves=curves,
     )
     save_json(notes, out / "reward-curves.json")
