@@ -106,6 +106,13 @@ def test_a_replica_runs_on_its_first_ranges_only_and_matches_its_original(digits
     )
 
 
+def test_a_replica_with_no_shared_samples_says_so():
+    from sdo.tasks.common import replica_sentence
+
+    none = dict(method="checkpoint", replicates="bptt", shared=0, same_outcome=0, max_l2_gap=float("nan"))
+    assert replica_sentence(none, "the first seed").endswith("no sample is stored for both yet.")
+
+
 def test_claims_say_what_they_rest_on(tmp_path):
     pd.DataFrame(
         dict(comparison=["sdo vs adjoint"], n_pairs=[150], n_pairs_planned=[600])

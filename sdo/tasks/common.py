@@ -242,8 +242,10 @@ def replica_agreement(df: pd.DataFrame, methods, on: list[str], outcome: str) ->
 
 def replica_sentence(r: dict, where: str) -> str:
     """What a replica's row rests on (`where` it runs) and whether its outcomes matched its original's."""
+    head = f"{r['method']} computes {r['replicates']}'s gradient by construction, so it runs on {where} only"
+    if not r["shared"]:
+        return f"{head} (its time, and a check); no sample is stored for both yet."
     return (
-        f"{r['method']} computes {r['replicates']}'s gradient by construction, so it runs on {where} only "
-        f"(its time, and a check): on the {r['shared']} samples both ran, {r['same_outcome']} have the same "
-        f"outcome; the largest pixel-L2 difference is {r['max_l2_gap']:.2g}."
+        f"{head} (its time, and a check): on the {r['shared']} samples both ran, {r['same_outcome']} have the "
+        f"same outcome; the largest pixel-L2 difference is {r['max_l2_gap']:.2g}."
     )
