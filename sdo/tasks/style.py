@@ -262,9 +262,8 @@ def run_seed(
 
 def summarise(df: pd.DataFrame, planned: dict | None = None, groups=None) -> pd.DataFrame:
     """Per (variable, method) of `groups` (default: those with stored samples): n of n_planned samples
-    (`planned`: per method), class
-    preserved with its Clopper-Pearson interval, style-loss ratio (guided / unguided, per sample) with a
-    bootstrap interval, per-seed values, distances."""
+    (`planned`: per method), class preserved with its Clopper-Pearson interval, style-loss ratio (guided /
+    unguided, per sample) with a bootstrap interval, per-seed values, distances."""
     groups = list(groups if groups is not None else dict.fromkeys(zip(df.variable, df.method)))
     rows = []
     for variable, method in groups:
