@@ -272,3 +272,23 @@ def test_style_runs_a_replica_on_the_first_seed_only_and_checks_it(tmp_path):
     assert table.complete.all()
     (replica,) = json.loads((tmp_path / "style.json").read_text())["replicas"]
     assert (replica["shared"], replica["same_outcome"]) == (4, 4) and replica["max_l2_gap"] < 1e-3
+
+
+def test_estimators_without_support_for_a_variable_are_named_with_the_valid_ones():
+    from sdo.tasks.common import usable_estimators
+
+    assert usable_estimators(["reversible", "sdo"], "intermediate") == ["sdo"]
+    assert usable_estimators(["reversible"], "intermediate", required=False) == []
+    with pytest.raises(ValueError, match=r"supports wrt='intermediate'; valid: \[.*'sdo'") as err:
+        usable_estimators(["reversible"], "intermediate")
+    assert "'reversible'" not in str(err.value).split("valid:")[1]
+
+
+@pytest.mark.slow
+def test_style_runs_an_estimator_at_the_variables_it_supports_only(tmp_path):
+    from sdo.tasks.__main__ import main
+
+    args = ["style", "--quick", "--model", "fmnist-ddpm", "--out", str(tmp_path), "--seeds", "0"]
+    assert main(args + ["--estimators", "reversible"]) == 0
+    table = pd.read_csv(tmp_path / "style.csv")
+    assert list(zip(table.variable, table.method, table.n)) == [("x_N", "reversible", 2)]

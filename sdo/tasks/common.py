@@ -84,21 +84,21 @@ def record(config, seeds=None, device: str | torch.device = "cpu", **extra) -> d
     return dict(provenance=provenance(device=device), config=cfg, seeds=seeds, **extra)
 
 
-def usable_estimators(wanted, wrt: str) -> list[str]:
-    """The registered estimators among `wanted` that support `wrt` (unknown names raise ValueError)."""
+def supports(name: str, wrt: str) -> bool:
+    """Whether the registered estimator `name` differentiates with respect to `wrt`."""
+    supported = getattr(estimators.get(name), "supported_wrt", None)
+    return supported is None or wrt in supported
+
+
+def usable_estimators(wanted, wrt: str, required: bool = True) -> list[str]:
+    """The registered estimators among `wanted` that support `wrt`; with `required`, none is a ValueError
+    naming the estimators that do."""
     wanted = list(wanted)
     registered = set(estimators.names())
-    out = []
-    for name in wanted:
-        if name not in registered:
-            continue
-        supported = getattr(estimators.get(name), "supported_wrt", None)
-        if supported is None or wrt in supported:
-            out.append(name)
-    if not out:
-        raise ValueError(
-            f"none of the estimators {wanted} is registered for wrt={wrt!r}; valid: {sorted(registered)}"
-        )
+    out = [name for name in wanted if name in registered and supports(name, wrt)]
+    if required and not out:
+        valid = sorted(n for n in registered if supports(n, wrt))
+        raise ValueError(f"none of the estimators {wanted} supports wrt={wrt!r}; valid: {valid}")
     return out
 
 

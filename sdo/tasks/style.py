@@ -332,7 +332,10 @@ def run_style(
     runner = runner or ChunkRunner(out, device=tm.device)
     ref = reference_image(cfg.reference_class).to(tm.device)
     objective = objectives.get("style", reference=ref, features=ClassifierFeatures(tm.attacked))
-    names = {w: usable_estimators(estimator_names or DEFAULT_ESTIMATORS, w) for w in VARIABLES}
+    wanted = estimator_names or DEFAULT_ESTIMATORS
+    names = {w: usable_estimators(wanted, w, required=False) for w in VARIABLES}
+    if not any(names.values()):
+        usable_estimators(wanted, "latent")  # raises, naming the valid estimators
     keys = [
         style_key(s, w, m)
         for s in cfg.seeds
