@@ -29,7 +29,7 @@ from sdo.tasks.reward import (
     reward_fn,
     run_reward,
 )
-from sdo.tasks.sampling import class_cond
+from sdo.tasks.sampling import class_cond, coupled_sample_from_latent, latents, sample_from_latent
 from sdo.tasks.style import ShiftedSolver, StyleConfig, optimise
 
 
@@ -272,6 +272,24 @@ def test_style_runs_a_replica_on_the_first_seed_only_and_checks_it(tmp_path):
     assert table.complete.all()
     (replica,) = json.loads((tmp_path / "style.json").read_text())["replicas"]
     assert (replica["shared"], replica["same_outcome"]) == (4, 4) and replica["max_l2_gap"] < 1e-3
+
+
+@pytest.mark.slow
+def test_style_measures_a_coupled_sampler_method_against_its_own_unguided_samples(tmp_path):
+    from sdo.tasks.__main__ import main
+
+    model = sdo.models.get("fmnist-ddpm")
+    z = latents(model, 2, 0)
+    assert not torch.allclose(
+        coupled_sample_from_latent(model, z, 4), sample_from_latent(model, z, 4), atol=1e-3
+    )
+    args = ["style", "--quick", "--model", "fmnist-ddpm", "--out", str(tmp_path), "--seeds", "0"]
+    assert main(args + ["--estimators", "reversible", "sdo", "--set", "style.opt_steps=0"]) == 0
+    rows = pd.read_csv(tmp_path / "style-samples.csv")
+    unmoved = rows[rows.variable == "x_N"]
+    assert set(unmoved.method) == {"reversible", "sdo"}
+    assert unmoved.style_ratio.to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert unmoved.pixel_l2.max() < 1e-4
 
 
 def test_estimators_without_support_for_a_variable_are_named_with_the_valid_ones():

@@ -16,6 +16,7 @@ from ..models.trained import ClassifierFeatures
 from ..problem import Problem
 from .chunks import ChunkRunner, model_settings, settings_of, table_note, tensor_digest
 from .common import (
+    COUPLED,
     DEFAULT_ESTIMATORS,
     REPLICAS,
     RESULTS,
@@ -31,7 +32,7 @@ from .common import (
     usable_estimators,
     write_table,
 )
-from .sampling import class_cond, latents, sample_from_latent
+from .sampling import class_cond, coupled_sample_from_latent, latents, sample_from_latent
 from .stats import bootstrap_interval, clopper_pearson, discordant, mcnemar_exact, paired_share_interval
 
 VARIABLES = {"latent": "x_N", "intermediate": "x_t"}
@@ -149,15 +150,19 @@ def optimise_group(
             losses.append(res.loss)
     if wrt == "intermediate":
         problem.solver.offset = offset.detach().clone()
-    x = final_sample(problem, wrt, z, offset.detach())
+    x = final_sample(problem, wrt, z, offset.detach(), coupled=estimator in COUPLED)
     return dict(x=x, losses=losses, wall_s=clock.seconds, status=status)
 
 
 @torch.no_grad()
-def final_sample(problem, wrt: str, z, offset) -> torch.Tensor:
-    """x_0 of the optimised problem (no graph), clamped."""
+def final_sample(problem, wrt: str, z, offset, coupled: bool = False) -> torch.Tensor:
+    """x_0 of the optimised problem (no graph), clamped; with `coupled`, from the coupled (EDICT) sampler that
+    the method differentiates (latent only)."""
+    if coupled and wrt != "latent":
+        raise ValueError(f"the coupled sampler scores latent guidance only; got wrt={wrt!r}")
     if wrt == "latent":
-        return sample_from_latent(problem.model, z + offset, problem.steps, cond=problem.cond).clamp(-1, 1)
+        sample = coupled_sample_from_latent if coupled else sample_from_latent
+        return sample(problem.model, z + offset, problem.steps, cond=problem.cond).clamp(-1, 1)
     solver, x, h = (
         problem.solver,
         problem.solver.init_scale * problem.latent,
@@ -189,6 +194,18 @@ def seed_samples(tm, objective, cfg: StyleConfig, seed: int) -> dict:
     return dict(z=z, labels=labels, cond=cond, x=x_plain, loss=per_sample_loss(objective, x_plain))
 
 
+def coupled_reference(tm, objective, cfg: StyleConfig, base: dict) -> dict:
+    """The unguided samples of the coupled (EDICT) sampler from the same latents, and their style losses: the
+    reference of a method that differentiates, and is scored on, that sampler."""
+    x = coupled_sample_from_latent(tm.model, base["z"], cfg.steps, cond=base["cond"]).clamp(-1, 1)
+    return dict(x_coupled=x, loss_coupled=per_sample_loss(objective, x))
+
+
+def reference(base: dict, name: str) -> tuple[torch.Tensor, np.ndarray]:
+    """The unguided samples and style losses that method `name`'s result is measured against."""
+    return (base["x_coupled"], base["loss_coupled"]) if name in COUPLED else (base["x"], base["loss"])
+
+
 def style_chunk(tm, objective, cfg: StyleConfig, base: dict, wrt: str, k: int, name: str) -> dict:
     """One chunk: one method guiding one seed's samples at x_N or x_k, with per-sample results."""
     run = optimise(
@@ -197,6 +214,7 @@ def style_chunk(tm, objective, cfg: StyleConfig, base: dict, wrt: str, k: int, n
     if run["status"] != "ok":
         return dict(status=run["status"])
     x = run["x"]
+    x_ref, loss_ref = reference(base, name)
     with torch.no_grad():
         kept = tm.judge(x).argmax(1) == base["labels"]
     return dict(
@@ -204,10 +222,10 @@ def style_chunk(tm, objective, cfg: StyleConfig, base: dict, wrt: str, k: int, n
         x=x,
         losses=run["losses"],
         wall_s=run["wall_s"],
-        style_ratio=torch.from_numpy(per_sample_loss(objective, x) / base["loss"]),
+        style_ratio=torch.from_numpy(per_sample_loss(objective, x) / loss_ref),
         class_kept=kept,
-        pixel_l2=(x - base["x"]).flatten(1).norm(dim=1),
-        ssim=ssim(x.double(), base["x"].double()),
+        pixel_l2=(x - x_ref).flatten(1).norm(dim=1),
+        ssim=ssim(x.double(), x_ref.double()),
     )
 
 
@@ -230,9 +248,13 @@ def run_seed(
     k = intermediate_index(samplers.get("ddim", steps=cfg.steps).build(tm.model), cfg.t_intermediate)
     inputs = tensor_digest(base["z"], base["labels"])
     rows, images, skipped = [], {"unguided": base["x"]}, {}
+    if any(m in COUPLED for ms in names.values() for m in ms if seed in planned_seeds(cfg, m, ms)):
+        base |= coupled_reference(tm, objective, cfg, base)
+        images["unguided, coupled sampler"] = base["x_coupled"]
     for wrt, methods in names.items():
         for name in (m for m in methods if seed in planned_seeds(cfg, m, methods)):
             settings = settings_of(cfg, STYLE_FIELDS, seed=seed, wrt=wrt, estimator=name, inputs=inputs)
+            settings |= {"scored_on": "coupled sampler"} if name in COUPLED else {}
             chunk = runner.get(
                 style_key(seed, wrt, name),
                 settings | models,
@@ -244,6 +266,7 @@ def run_seed(
                 skipped[f"{name}@{wrt}"] = chunk["status"]
                 continue
             per = chunk["wall_s"] / cfg.n
+            loss_ref = reference(base, name)[1]
             for j in range(cfg.n):
                 rows.append(
                     dict(
@@ -254,6 +277,7 @@ def run_seed(
                         method=name,
                     )
                     | {m: chunk[m][j].item() for m in ("style_ratio", "class_kept", "pixel_l2", "ssim")}
+                    | dict(style_loss=chunk["style_ratio"][j].item() * float(loss_ref[j]))
                     | dict(s_per_sample=per)
                 )
             images[f"{name} @ {VARIABLES[wrt]}"] = chunk["x"]
@@ -317,6 +341,44 @@ def paired_variables(df: pd.DataFrame, planned: dict | None = None, methods=None
     return pd.DataFrame(rows)
 
 
+def paired_methods(
+    df: pd.DataFrame, planned: dict | None = None, methods=None, reference: str = "sdo"
+) -> pd.DataFrame:
+    """At x_N, `reference` against every other method of `methods` (default: those with stored samples), on the
+    latents stored for both
+    (n_pairs of n_pairs_planned): class kept (McNemar), mean style ratios and the difference of the final
+    images' style loss (Eq. 24, paper Table 2), other - reference, with its bootstrap interval."""
+    at_n = df[df.variable == VARIABLES["latent"]] if len(df) else df
+    ref = at_n[at_n.method == reference] if len(at_n) else at_n
+    rows = []
+    methods = methods if methods is not None else dict.fromkeys(at_n.method if len(at_n) else [])
+    for method in (m for m in methods if m != reference and len(ref)):
+        both = ref.merge(at_n[at_n.method == method], on=["seed", "sample"], suffixes=("_ref", "_other"))
+        a, b = both.class_kept_ref.to_numpy(bool), both.class_kept_other.to_numpy(bool)
+        lo, hi = paired_share_interval(a, b)
+        d, dlo, dhi = bootstrap_interval((both.style_loss_other - both.style_loss_ref).to_numpy())
+        only_ref, only_other = discordant(a, b)
+        sizes = [(planned or {}).get(m) for m in (reference, method)]
+        n_planned = None if None in sizes else min(sizes)
+        rows.append(
+            dict(comparison=f"{reference} vs {method}", n_pairs=len(both), n_pairs_planned=n_planned)
+            | dict(complete=len(both) == n_planned)
+            | dict(
+                reference_style_ratio=both.style_ratio_ref.mean(),
+                other_style_ratio=both.style_ratio_other.mean(),
+            )
+            | dict(
+                reference_style_loss=both.style_loss_ref.mean(), other_style_loss=both.style_loss_other.mean()
+            )
+            | dict(style_loss_other_minus_ref=d, diff_lo=dlo, diff_hi=dhi)
+            | dict(reference_kept_pct=100 * a.mean() if len(a) else np.nan)
+            | dict(other_kept_pct=100 * b.mean() if len(b) else np.nan)
+            | dict(kept_only_by_reference=only_ref, kept_only_by_other=only_other)
+            | dict(mcnemar_p=mcnemar_exact(a, b), share_lo=lo, share_hi=hi)
+        )
+    return pd.DataFrame(rows)
+
+
 def run_style(
     cfg: StyleConfig | None = None,
     estimator_names=None,
@@ -326,7 +388,7 @@ def run_style(
 ) -> pd.DataFrame:
     """Style guidance at x_N and x_t (t ~ 600) per method and seed from the chunks under out/chunks/
     (computing the missing ones until the runner's limit); writes style.{csv,md,png,json},
-    style-samples.csv and style-paired.{csv,md}."""
+    style-samples.csv, style-paired.{csv,md} and style-methods.{csv,md}."""
     cfg = cfg or StyleConfig()
     tm = tm or load_models()
     runner = runner or ChunkRunner(out, device=tm.device)
@@ -367,6 +429,7 @@ def run_style(
     sentences = [replica_sentence(r, "the first seed") for r in replicas]
     write_table(table, "style", out, note="\n\n".join([note, *sentences]))
     write_table(paired_variables(df, planned, both), "style-paired", out, note=note)
+    write_table(paired_methods(df, planned, names["latent"]), "style-methods", out, note=note)
     images = seeds_out[0]["images"]
     image_grid(
         [ref] + [v[:10] for v in images.values()],
