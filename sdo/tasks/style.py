@@ -342,26 +342,26 @@ def paired_variables(df: pd.DataFrame, planned: dict | None = None, methods=None
 
 
 def paired_methods(
-    df: pd.DataFrame, planned: dict | None = None, methods=None, reference: str = "sdo"
+    df: pd.DataFrame, planned: dict | None = None, methods=None, base: str = "sdo"
 ) -> pd.DataFrame:
-    """At x_N, `reference` against every other method of `methods` (default: those with stored samples), on the
-    latents stored for both
-    (n_pairs of n_pairs_planned): class kept (McNemar), mean style ratios and the difference of the final
-    images' style loss (Eq. 24, paper Table 2), other - reference, with its bootstrap interval."""
+    """At x_N, method `base` against every other method of `methods` (default: those with stored samples), on
+    the latents stored for both (n_pairs of n_pairs_planned): class kept (McNemar), mean style ratios and the
+    difference of the final images' style loss (Eq. 24, paper Table 2), other - base, with its bootstrap
+    interval."""
     at_n = df[df.variable == VARIABLES["latent"]] if len(df) else df
-    ref = at_n[at_n.method == reference] if len(at_n) else at_n
+    ref = at_n[at_n.method == base] if len(at_n) else at_n
     rows = []
     methods = methods if methods is not None else dict.fromkeys(at_n.method if len(at_n) else [])
-    for method in (m for m in methods if m != reference and len(ref)):
+    for method in (m for m in methods if m != base and len(ref)):
         both = ref.merge(at_n[at_n.method == method], on=["seed", "sample"], suffixes=("_ref", "_other"))
         a, b = both.class_kept_ref.to_numpy(bool), both.class_kept_other.to_numpy(bool)
         lo, hi = paired_share_interval(a, b)
         d, dlo, dhi = bootstrap_interval((both.style_loss_other - both.style_loss_ref).to_numpy())
         only_ref, only_other = discordant(a, b)
-        sizes = [(planned or {}).get(m) for m in (reference, method)]
+        sizes = [(planned or {}).get(m) for m in (base, method)]
         n_planned = None if None in sizes else min(sizes)
         rows.append(
-            dict(comparison=f"{reference} vs {method}", n_pairs=len(both), n_pairs_planned=n_planned)
+            dict(comparison=f"{base} vs {method}", n_pairs=len(both), n_pairs_planned=n_planned)
             | dict(complete=len(both) == n_planned)
             | dict(
                 reference_style_ratio=both.style_ratio_ref.mean(),
