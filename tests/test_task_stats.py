@@ -8,6 +8,7 @@ from sdo.tasks.stats import (
     bootstrap_interval,
     clopper_pearson,
     mantel_haenszel,
+    mcnemar_columns,
     mcnemar_exact,
     paired_share_interval,
     t_interval,
@@ -50,6 +51,16 @@ def test_paired_share_interval_excludes_half_iff_mcnemar_rejects():
         if np.isnan(lo):
             continue
         assert (not lo <= 0.5 <= hi) == (mcnemar_exact(a, b) < 0.05)
+
+
+def test_mcnemar_columns_name_the_discordant_counts_and_carry_the_exact_test():
+    a = np.array([1] * 30 + [1] * 9 + [0] * 2 + [0] * 10, bool)
+    b = np.array([1] * 30 + [0] * 9 + [1] * 2 + [0] * 10, bool)
+    cols = mcnemar_columns(a, b, "only_a", "only_b")
+    assert (cols["only_a"], cols["only_b"]) == (9, 2)
+    assert cols["mcnemar_p"] == pytest.approx(2 * 67 / 2048, abs=1e-12)
+    ref = stats.binomtest(9, 11).proportion_ci(0.95, method="exact")
+    assert (cols["share_lo"], cols["share_hi"]) == pytest.approx((ref.low, ref.high), abs=1e-12)
 
 
 # R's mantelhaen.test (2x2xK): common odds ratio and its Robins-Breslow-Greenland 95 % interval; the first

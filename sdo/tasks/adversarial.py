@@ -39,10 +39,8 @@ from .sampling import class_cond, coupled_sample_from_latent, latents, sample_fr
 from .stats import (
     bootstrap_interval,
     clopper_pearson,
-    discordant,
     mantel_haenszel,
-    mcnemar_exact,
-    paired_share_interval,
+    mcnemar_columns,
     verdict,
 )
 
@@ -445,8 +443,6 @@ def paired(
         a = both.success_ref.to_numpy(bool) if both is not None else np.zeros(0, bool)
         b = both.success_other.to_numpy(bool) if both is not None else np.zeros(0, bool)
         diff = (both.perceptual_other - both.perceptual_ref).to_numpy() if both is not None else []
-        wins, losses = discordant(a, b)
-        lo, hi = paired_share_interval(a, b)
         m, dlo, dhi = bootstrap_interval(diff)
         fid_diff = (fid or {}).get(f"{method} - {reference}", (np.nan,) * 3 + (0,))
         rows.append(
@@ -454,8 +450,7 @@ def paired(
             | dict(n_pairs_planned=planned, complete=len(a) == planned)
             | success_on_pairs("reference", a)
             | success_on_pairs("other", b)
-            | dict(only_reference_succeeds=wins, only_other_succeeds=losses, mcnemar_p=mcnemar_exact(a, b))
-            | dict(share_lo=lo, share_hi=hi)
+            | mcnemar_columns(a, b, "only_reference_succeeds", "only_other_succeeds")
             | dict(perceptual_other_minus_ref=m, perceptual_diff_lo=dlo, perceptual_diff_hi=dhi)
             | dict(zip(("fid_change_other_minus_ref", "fid_diff_lo", "fid_diff_hi", "fid_n"), fid_diff))
         )

@@ -49,6 +49,14 @@ def paired_share_interval(a, b, level: float = 0.95) -> tuple[float, float]:
     return clopper_pearson(n_ab, n_ab + n_ba, level)
 
 
+def mcnemar_columns(a, b, only_a: str, only_b: str, level: float = 0.95) -> dict:
+    """Table columns for paired outcomes a, b: the discordant counts under the names `only_a` and `only_b`, the
+    exact McNemar p-value and the interval of a's share of the discordant pairs."""
+    n_ab, n_ba = discordant(a, b)
+    lo, hi = paired_share_interval(a, b, level)
+    return {only_a: n_ab, only_b: n_ba, "mcnemar_p": mcnemar_exact(a, b), "share_lo": lo, "share_hi": hi}
+
+
 def mantel_haenszel(tables, level: float = 0.95) -> tuple[float, float, float, int]:
     """(odds ratio, lo, hi, strata used): Mantel-Haenszel common odds ratio of 2x2 tables [[a, b], [c, d]]
     (rows: two groups, columns: success, failure; row 0's odds over row 1's) with the Robins-Breslow-Greenland

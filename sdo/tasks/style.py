@@ -33,7 +33,7 @@ from .common import (
     write_table,
 )
 from .sampling import class_cond, coupled_sample_from_latent, latents, sample_from_latent
-from .stats import bootstrap_interval, clopper_pearson, discordant, mcnemar_exact, paired_share_interval
+from .stats import bootstrap_interval, clopper_pearson, mcnemar_columns
 
 VARIABLES = {"latent": "x_N", "intermediate": "x_t"}
 
@@ -327,15 +327,12 @@ def paired_variables(df: pd.DataFrame, planned: dict | None = None, methods=None
         )
         a = both.class_kept_t.to_numpy(bool) if both is not None else np.zeros(0, bool)
         b = both.class_kept_n.to_numpy(bool) if both is not None else np.zeros(0, bool)
-        lo, hi = paired_share_interval(a, b)
         diff = (both.style_ratio_t - both.style_ratio_n).to_numpy() if both is not None else []
         d, dlo, dhi = bootstrap_interval(diff)
-        only_t, only_n = discordant(a, b)
         n_planned = (planned or {}).get(method)
         rows.append(
             dict(method=method, n_pairs=len(a), n_pairs_planned=n_planned, complete=len(a) == n_planned)
-            | dict(kept_only_at_x_t=only_t, kept_only_at_x_N=only_n)
-            | dict(mcnemar_p=mcnemar_exact(a, b), share_lo=lo, share_hi=hi)
+            | mcnemar_columns(a, b, "kept_only_at_x_t", "kept_only_at_x_N")
             | dict(style_ratio_t_minus_N=d, diff_lo=dlo, diff_hi=dhi)
         )
     return pd.DataFrame(rows)
@@ -355,9 +352,7 @@ def paired_methods(
     for method in (m for m in methods if m != base and len(ref)):
         both = ref.merge(at_n[at_n.method == method], on=["seed", "sample"], suffixes=("_ref", "_other"))
         a, b = both.class_kept_ref.to_numpy(bool), both.class_kept_other.to_numpy(bool)
-        lo, hi = paired_share_interval(a, b)
         d, dlo, dhi = bootstrap_interval((both.style_loss_other - both.style_loss_ref).to_numpy())
-        only_ref, only_other = discordant(a, b)
         sizes = [(planned or {}).get(m) for m in (base, method)]
         n_planned = None if None in sizes else min(sizes)
         rows.append(
@@ -373,8 +368,7 @@ def paired_methods(
             | dict(style_loss_other_minus_ref=d, diff_lo=dlo, diff_hi=dhi)
             | dict(reference_kept_pct=100 * a.mean() if len(a) else np.nan)
             | dict(other_kept_pct=100 * b.mean() if len(b) else np.nan)
-            | dict(kept_only_by_reference=only_ref, kept_only_by_other=only_other)
-            | dict(mcnemar_p=mcnemar_exact(a, b), share_lo=lo, share_hi=hi)
+            | mcnemar_columns(a, b, "kept_only_by_reference", "kept_only_by_other")
         )
     return pd.DataFrame(rows)
 
